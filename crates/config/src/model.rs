@@ -1,0 +1,383 @@
+//! The typed configuration. Every section has defaults, so an empty file is a valid mainnet config.
+
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+/// The whole `ethnode.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Which chain, where its data lives, this host's addresses.
+    pub node: NodeSection,
+    /// The execution client (Reth, or anvil on dev).
+    pub execution: ExecutionSection,
+    /// The consensus client (Lighthouse, or none on dev).
+    pub consensus: ConsensusSection,
+    /// Every port the node and the agent listen on.
+    pub ports: PortsSection,
+    /// The DNS record the agent keeps pointing at this host.
+    pub dns: DnsSection,
+    /// AWS region and stack.
+    pub aws: AwsSection,
+    /// What "ready" means.
+    pub readiness: ReadinessSection,
+    /// The agent's own behaviour: API address, restarts, shutdown.
+    pub agent: AgentSection,
+    /// The dev chain (anvil).
+    pub dev: DevSection,
+}
+
+/// The chain to follow.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Ethereum mainnet.
+    #[default]
+    Mainnet,
+    /// The Sepolia testnet.
+    Sepolia,
+    /// The Hoodi testnet.
+    Hoodi,
+    /// A local anvil chain: no consensus client, no peers.
+    Dev,
+}
+
+impl Network {
+    /// The name the clients use for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Network::Mainnet => "mainnet",
+            Network::Sepolia => "sepolia",
+            Network::Hoodi => "hoodi",
+            Network::Dev => "dev",
+        }
+    }
+}
+
+/// `[node]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeSection {
+    /// Chain to follow.
+    pub network: Network,
+    /// Root of all chain data; each client gets a subdirectory unless its own `data_dir` is set.
+    pub data_dir: PathBuf,
+    /// Engine API JWT secret; created (32 random bytes, hex, mode 0600) when missing.
+    /// Empty: `<data_dir>/jwt.hex`.
+    pub jwt_secret: Option<PathBuf>,
+    /// Interface the JSON-RPC HTTP and WS servers bind to.
+    pub rpc_addr: IpAddr,
+    /// This host's public IP; when unset the agent asks the instance metadata service.
+    pub public_ip: Option<IpAddr>,
+    /// This host's private IP (registered in DNS); when unset the agent asks the metadata service.
+    pub private_ip: Option<IpAddr>,
+}
+
+impl Default for NodeSection {
+    fn default() -> Self {
+        Self {
+            network: Network::Mainnet,
+            data_dir: PathBuf::from("/data"),
+            jwt_secret: None,
+            rpc_addr: IpAddr::from([127, 0, 0, 1]),
+            public_ip: None,
+            private_ip: None,
+        }
+    }
+}
+
+/// Execution client kinds ethnode has a profile for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionClient {
+    /// paradigmxyz/reth.
+    Reth,
+    /// foundry's anvil: a real local chain for the dev network.
+    Anvil,
+}
+
+/// Consensus client kinds ethnode has a profile for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsensusClient {
+    /// sigp/lighthouse (`lighthouse bn`).
+    Lighthouse,
+    /// No consensus client (dev network only).
+    None,
+}
+
+/// `[execution]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExecutionSection {
+    /// `reth` or `anvil`; unset: anvil on dev, reth elsewhere.
+    pub client: Option<ExecutionClient>,
+    /// Release the image pins (informational on bare hosts).
+    pub version: Option<String>,
+    /// Container image (used by `ethnode image`).
+    pub image: Option<String>,
+    /// Path or name of the binary; unset: the client's own name, looked up on `PATH`.
+    pub binary: Option<PathBuf>,
+    /// Data directory; unset: `<node.data_dir>/<client>`.
+    pub data_dir: Option<PathBuf>,
+    /// Run a pruned full node (Reth `--full`) rather than an archive node.
+    pub full: Option<bool>,
+    /// Extra arguments appended verbatim to the client's command line.
+    pub extra_args: Vec<String>,
+}
+
+impl ExecutionSection {
+    /// The client, with the network's default when unset.
+    pub fn client_for(&self, network: Network) -> ExecutionClient {
+        self.client.unwrap_or(match network {
+            Network::Dev => ExecutionClient::Anvil,
+            _ => ExecutionClient::Reth,
+        })
+    }
+}
+
+/// `[consensus]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConsensusSection {
+    /// `lighthouse` or `none`; unset: none on dev, lighthouse elsewhere.
+    pub client: Option<ConsensusClient>,
+    /// Release the image pins.
+    pub version: Option<String>,
+    /// Container image.
+    pub image: Option<String>,
+    /// Path or name of the binary; unset: `lighthouse` on `PATH`.
+    pub binary: Option<PathBuf>,
+    /// Data directory; unset: `<node.data_dir>/lighthouse`.
+    pub data_dir: Option<PathBuf>,
+    /// Checkpoint sync endpoint; unset: a well-known public one for the network.
+    pub checkpoint_sync_url: Option<String>,
+    /// Extra arguments appended verbatim.
+    pub extra_args: Vec<String>,
+}
+
+impl ConsensusSection {
+    /// The client, with the network's default when unset.
+    pub fn client_for(&self, network: Network) -> ConsensusClient {
+        self.client.unwrap_or(match network {
+            Network::Dev => ConsensusClient::None,
+            _ => ConsensusClient::Lighthouse,
+        })
+    }
+}
+
+/// `[ports]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PortsSection {
+    /// Execution p2p, TCP and UDP (discovery).
+    pub p2p: u16,
+    /// JSON-RPC over HTTP (on dev also WebSocket: anvil serves both on one port).
+    pub http: u16,
+    /// JSON-RPC over WebSocket.
+    pub ws: u16,
+    /// Engine API (execution ↔ consensus), loopback only.
+    pub authrpc: u16,
+    /// Execution client Prometheus metrics.
+    pub execution_metrics: u16,
+    /// Consensus p2p, TCP and UDP.
+    pub consensus_p2p: u16,
+    /// Consensus QUIC, UDP.
+    pub consensus_quic: u16,
+    /// Consensus beacon HTTP API.
+    pub consensus_http: u16,
+    /// Consensus Prometheus metrics.
+    pub consensus_metrics: u16,
+    /// The agent's health, status and metrics API.
+    pub agent: u16,
+}
+
+impl Default for PortsSection {
+    fn default() -> Self {
+        Self {
+            p2p: 30303,
+            http: 8545,
+            ws: 8546,
+            authrpc: 8551,
+            // Reth's book uses 9001 for metrics, which is Lighthouse's QUIC port; 6060 is geth's.
+            execution_metrics: 6060,
+            consensus_p2p: 9000,
+            consensus_quic: 9001,
+            consensus_http: 5052,
+            consensus_metrics: 5054,
+            agent: 8555,
+        }
+    }
+}
+
+/// How the DNS record is shared between nodes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DnsMode {
+    /// One A record per name: the last node to start owns it.
+    Simple,
+    /// A multivalue-answer record per node, keyed by instance id: every healthy node answers.
+    #[default]
+    Multivalue,
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsSection {
+    /// Name to register, e.g. `mainnet.eth.internal`; unset: no registration.
+    pub name: Option<String>,
+    /// Route53 hosted zone id (`Z…`); needed with `name`.
+    pub hosted_zone_id: Option<String>,
+    /// `multivalue` (one record per node) or `simple`.
+    pub mode: DnsMode,
+    /// Record TTL in seconds.
+    pub ttl: u32,
+}
+
+impl Default for DnsSection {
+    fn default() -> Self {
+        Self {
+            name: None,
+            hosted_zone_id: None,
+            mode: DnsMode::Multivalue,
+            ttl: 60,
+        }
+    }
+}
+
+/// `[aws]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsSection {
+    /// Region; unset: the SDK's own resolution (`AWS_REGION`, profile, instance metadata).
+    pub region: Option<String>,
+    /// CloudFormation stack name.
+    pub stack_name: Option<String>,
+}
+
+/// `[readiness]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReadinessSection {
+    /// At most this many blocks behind the reference RPC.
+    pub max_lag_blocks: u64,
+    /// The head block may be at most this old (seconds).
+    pub max_head_age_secs: u64,
+    /// At least this many peers (ignored on dev).
+    pub min_peers: u64,
+    /// Consensus client's sync distance, in slots, at most this.
+    pub max_sync_distance: u64,
+    /// Optional reference JSON-RPC URL to compare heads with.
+    pub reference_rpc: Option<String>,
+    /// Seconds between health checks.
+    pub check_interval_secs: u64,
+}
+
+impl Default for ReadinessSection {
+    fn default() -> Self {
+        Self {
+            max_lag_blocks: 2,
+            // Two 12 s slots plus one slot of margin for a late block.
+            max_head_age_secs: 36,
+            min_peers: 1,
+            max_sync_distance: 2,
+            reference_rpc: None,
+            check_interval_secs: 2,
+        }
+    }
+}
+
+/// `[agent]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AgentSection {
+    /// Interface of the health/status/metrics API.
+    pub listen_addr: IpAddr,
+    /// Seconds a client gets after SIGTERM before SIGKILL.
+    pub stop_grace_secs: u64,
+    /// First restart delay (milliseconds); doubles per crash, with jitter.
+    pub restart_initial_ms: u64,
+    /// Longest restart delay (milliseconds).
+    pub restart_max_ms: u64,
+    /// Give up (exit non-zero) after this many crashes of one client …
+    pub crash_limit: u32,
+    /// … within this many seconds.
+    pub crash_window_secs: u64,
+    /// Per-request timeout for the instance metadata service (milliseconds).
+    pub imds_timeout_ms: u64,
+}
+
+impl Default for AgentSection {
+    fn default() -> Self {
+        Self {
+            listen_addr: IpAddr::from([127, 0, 0, 1]),
+            stop_grace_secs: 300,
+            restart_initial_ms: 1000,
+            restart_max_ms: 60_000,
+            crash_limit: 5,
+            crash_window_secs: 600,
+            imds_timeout_ms: 1000,
+        }
+    }
+}
+
+/// `[dev]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DevSection {
+    /// Seconds between blocks, so that head age means something.
+    pub block_time_secs: u64,
+    /// Chain id of the dev chain.
+    pub chain_id: u64,
+    /// Seconds between state dumps, so that a killed anvil loses at most this much.
+    pub state_interval_secs: u64,
+}
+
+impl Default for DevSection {
+    fn default() -> Self {
+        Self {
+            block_time_secs: 2,
+            chain_id: 31337,
+            state_interval_secs: 1,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults for `ethnode up --dev`: anvil, no consensus client, data in `data_dir`.
+    pub fn dev(data_dir: PathBuf) -> Self {
+        let mut c = Config::default();
+        c.node.network = Network::Dev;
+        c.node.data_dir = data_dir;
+        c
+    }
+
+    /// The JWT secret path, defaulted under the data dir.
+    pub fn jwt_path(&self) -> PathBuf {
+        self.node
+            .jwt_secret
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("jwt.hex"))
+    }
+
+    /// The execution client's data directory.
+    pub fn execution_data_dir(&self) -> PathBuf {
+        self.execution.data_dir.clone().unwrap_or_else(|| {
+            let name = match self.execution.client_for(self.node.network) {
+                ExecutionClient::Reth => "reth",
+                ExecutionClient::Anvil => "anvil",
+            };
+            self.node.data_dir.join(name)
+        })
+    }
+
+    /// The consensus client's data directory.
+    pub fn consensus_data_dir(&self) -> PathBuf {
+        self.consensus
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.node.data_dir.join("lighthouse"))
+    }
+}

@@ -1,0 +1,225 @@
+//! Checks that need more than one value: clashing ports, client/network mismatches, missing partners.
+
+use crate::{Config, ConfigError, ConsensusClient, ExecutionClient, Network, Problem};
+use std::collections::BTreeMap;
+
+/// Transport of a listening socket, for clash detection: TCP 9001 and UDP 9001 do not clash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Proto {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+impl Config {
+    /// Every port this config listens on, with its key and protocol.
+    pub fn listening_ports(&self) -> Vec<(&'static str, u16, Proto)> {
+        let p = &self.ports;
+        let net = self.node.network;
+        let mut out = vec![("ports.agent", p.agent, Proto::Tcp)];
+        match self.execution.client_for(net) {
+            ExecutionClient::Anvil => out.push(("ports.http", p.http, Proto::Tcp)),
+            ExecutionClient::Reth => out.extend([
+                ("ports.p2p", p.p2p, Proto::Tcp),
+                ("ports.p2p", p.p2p, Proto::Udp),
+                ("ports.http", p.http, Proto::Tcp),
+                ("ports.ws", p.ws, Proto::Tcp),
+                ("ports.authrpc", p.authrpc, Proto::Tcp),
+                ("ports.execution_metrics", p.execution_metrics, Proto::Tcp),
+            ]),
+        }
+        if self.consensus.client_for(net) == ConsensusClient::Lighthouse {
+            out.extend([
+                ("ports.consensus_p2p", p.consensus_p2p, Proto::Tcp),
+                ("ports.consensus_p2p", p.consensus_p2p, Proto::Udp),
+                ("ports.consensus_quic", p.consensus_quic, Proto::Udp),
+                ("ports.consensus_http", p.consensus_http, Proto::Tcp),
+                ("ports.consensus_metrics", p.consensus_metrics, Proto::Tcp),
+            ]);
+        }
+        out
+    }
+
+    /// Checks the whole config; all problems are reported at once.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        let mut add = |key: &str, message: String, fix: String| {
+            problems.push(Problem {
+                key: key.to_owned(),
+                message,
+                fix,
+            })
+        };
+        let net = self.node.network;
+        let el = self.execution.client_for(net);
+        let cl = self.consensus.client_for(net);
+
+        match (net, el) {
+            (Network::Dev, ExecutionClient::Reth) => add(
+                "execution.client",
+                "the dev network runs anvil, not reth".into(),
+                "remove execution.client or set it to \"anvil\"".into(),
+            ),
+            (n, ExecutionClient::Anvil) if n != Network::Dev => add(
+                "execution.client",
+                format!(
+                    "anvil is a local dev chain and cannot follow {}",
+                    n.as_str()
+                ),
+                "set execution.client = \"reth\", or node.network = \"dev\"".into(),
+            ),
+            _ => {}
+        }
+        match (net, cl) {
+            (Network::Dev, ConsensusClient::Lighthouse) => add(
+                "consensus.client",
+                "the dev network has no consensus layer".into(),
+                "remove consensus.client or set it to \"none\"".into(),
+            ),
+            (n, ConsensusClient::None) if n != Network::Dev => add(
+                "consensus.client",
+                format!(
+                    "since the Merge a {} node needs a consensus client to follow the chain",
+                    n.as_str()
+                ),
+                "set consensus.client = \"lighthouse\"".into(),
+            ),
+            _ => {}
+        }
+
+        let mut seen: BTreeMap<(u16, Proto), &str> = BTreeMap::new();
+        for (key, port, proto) in self.listening_ports() {
+            if port == 0 {
+                add(
+                    key,
+                    "port 0 is not a fixed port".into(),
+                    format!("set {key} to a port between 1 and 65535"),
+                );
+                continue;
+            }
+            if let Some(other) = seen.insert((port, proto), key)
+                && other != key
+            {
+                add(
+                    key,
+                    format!("port {port}/{proto:?} is also used by {other}"),
+                    format!("give {key} or {other} another port"),
+                );
+            }
+        }
+
+        match (&self.dns.name, &self.dns.hosted_zone_id) {
+            (Some(name), _) if !is_dns_name(name) => add(
+                "dns.name",
+                format!("`{name}` is not a DNS name"),
+                "use a name like \"mainnet.eth.internal\" (letters, digits, '-' and dots)".into(),
+            ),
+            (Some(_), None) => add(
+                "dns.hosted_zone_id",
+                "dns.name is set but no hosted zone is".into(),
+                "set dns.hosted_zone_id to the Route53 zone id (Z…), or remove dns.name".into(),
+            ),
+            (None, Some(_)) => add(
+                "dns.name",
+                "dns.hosted_zone_id is set but no name to register".into(),
+                "set dns.name, or remove dns.hosted_zone_id".into(),
+            ),
+            _ => {}
+        }
+        if self.dns.ttl == 0 {
+            add(
+                "dns.ttl",
+                "a TTL of 0 defeats caching".into(),
+                "set dns.ttl to 60 or more".into(),
+            );
+        }
+
+        if let Some(url) = &self.readiness.reference_rpc
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            add(
+                "readiness.reference_rpc",
+                format!("`{url}` is not an http(s) URL"),
+                "use a URL like \"https://mainnet.example.org/v3/KEY\" or remove the key".into(),
+            );
+        }
+        if let Some(url) = &self.consensus.checkpoint_sync_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            add(
+                "consensus.checkpoint_sync_url",
+                format!("`{url}` is not an http(s) URL"),
+                "use a URL like \"https://mainnet.checkpoint.sigp.io\" or remove the key".into(),
+            );
+        }
+        let r = &self.readiness;
+        for (key, value) in [
+            ("readiness.max_head_age_secs", r.max_head_age_secs),
+            ("readiness.check_interval_secs", r.check_interval_secs),
+            ("dev.block_time_secs", self.dev.block_time_secs),
+        ] {
+            if value == 0 {
+                add(
+                    key,
+                    "must be at least 1".into(),
+                    format!("set {key} to a positive number of seconds"),
+                );
+            }
+        }
+        if net == Network::Dev && r.max_head_age_secs <= self.dev.block_time_secs {
+            add(
+                "readiness.max_head_age_secs",
+                format!(
+                    "{}s is not longer than one dev block ({}s): the node would flap between ready and not",
+                    r.max_head_age_secs, self.dev.block_time_secs
+                ),
+                "raise readiness.max_head_age_secs above dev.block_time_secs".into(),
+            );
+        }
+        let a = &self.agent;
+        if a.crash_limit == 0 {
+            add(
+                "agent.crash_limit",
+                "0 would give up before the first start".into(),
+                "set agent.crash_limit to 1 or more".into(),
+            );
+        }
+        if a.restart_initial_ms == 0 || a.restart_initial_ms > a.restart_max_ms {
+            add(
+                "agent.restart_initial_ms",
+                format!(
+                    "must be between 1 and agent.restart_max_ms ({})",
+                    a.restart_max_ms
+                ),
+                "lower agent.restart_initial_ms or raise agent.restart_max_ms".into(),
+            );
+        }
+        if self.node.data_dir.as_os_str().is_empty() {
+            add(
+                "node.data_dir",
+                "is empty".into(),
+                "set node.data_dir to the directory for chain data".into(),
+            );
+        }
+
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+fn is_dns_name(name: &str) -> bool {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
