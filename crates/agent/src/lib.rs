@@ -1,1 +1,408 @@
-//! placeholder
+//! The node agent: turns a config into a running, supervised, honest node.
+//!
+//! [`start`] learns the host's addresses (config, else IMDSv2), creates the JWT secret, checks that
+//! binaries and ports are there, binds the API and starts the clients; [`AgentHandle::run_until`] keeps
+//! them running until shutdown (or until a client crashes too often) and then stops them in order:
+//! DNS record removed, consensus client, then execution client, each with SIGTERM and a grace period.
+
+mod api;
+mod dns;
+mod health;
+mod jwt;
+mod metrics;
+mod supervisor;
+
+pub use health::{Check, Disk, DnsState, Head, HostInfo, Status, SyncProgress};
+pub use metrics::Metrics;
+pub use supervisor::ClientState;
+
+use ethnode_clients::{ClientSpec, HostFacts, Role};
+use ethnode_config::{Config, Network, Proto};
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use supervisor::{Ended, Policy, Supervised};
+
+/// Why the agent could not start or run.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Client binaries are not installed.
+    #[error("missing client binaries:\n{}", .0.iter().map(|m| format!("  - {} (`{}`): {}", m.name, m.program.display(), m.hint)).collect::<Vec<_>>().join("\n"))]
+    MissingBinaries(Vec<Missing>),
+    /// A port the node needs is taken.
+    #[error(
+        "port {port}/{proto} on {addr} is already in use ({key}); stop whatever holds it, or set {key} in ethnode.toml (or {env}) to a free port"
+    )]
+    PortInUse {
+        /// Port number.
+        port: u16,
+        /// `tcp`/`udp`.
+        proto: &'static str,
+        /// Bind address tried.
+        addr: IpAddr,
+        /// Config key that sets it.
+        key: &'static str,
+        /// The matching environment variable.
+        env: String,
+    },
+    /// A file or directory could not be prepared.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The health checker could not be built (a bad URL).
+    #[error("health checks: {0}")]
+    Health(String),
+}
+
+/// A client binary that was not found.
+#[derive(Debug)]
+pub struct Missing {
+    /// Client name.
+    pub name: &'static str,
+    /// What was looked for.
+    pub program: PathBuf,
+    /// Where to get it.
+    pub hint: &'static str,
+}
+
+/// How the agent ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Exit {
+    /// Stopped on request; exit 0.
+    Stopped,
+    /// A client crashed `crashes` times within the window; exit non-zero so the orchestrator acts.
+    GaveUp {
+        /// Client name.
+        client: &'static str,
+        /// Crashes counted.
+        crashes: u32,
+        /// Window in seconds.
+        window_secs: u64,
+        /// Last exit.
+        last: String,
+    },
+}
+
+/// URLs the node and the agent answer on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Endpoints {
+    /// JSON-RPC over HTTP.
+    pub rpc: String,
+    /// JSON-RPC over WebSocket.
+    pub ws: String,
+    /// The agent's API base.
+    pub agent: String,
+}
+
+/// State shared by the API, the health loop and the supervisors.
+pub(crate) struct Shared {
+    health: RwLock<Status>,
+    clients: Vec<Arc<Mutex<ClientState>>>,
+    host: HostInfo,
+    dns: Mutex<DnsState>,
+    metrics: Arc<Metrics>,
+    stopping: AtomicBool,
+}
+
+impl Shared {
+    /// The latest health check combined with the live client, host and DNS state.
+    pub(crate) fn status(&self) -> Status {
+        let mut s = self
+            .health
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        s.clients = self
+            .clients
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).snapshot())
+            .collect();
+        s.live = !self.stopping.load(Ordering::Relaxed) && s.clients.iter().all(|c| c.running);
+        s.ready = s.ready && s.live;
+        s.host = self.host.clone();
+        s.dns = self.dns.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        s
+    }
+}
+
+/// The agent after start: clients running, API serving.
+pub struct AgentHandle {
+    shared: Arc<Shared>,
+    endpoints: Endpoints,
+    clients: Vec<Supervised>,
+    gave_up: tokio::sync::mpsc::Receiver<()>,
+    background: Vec<tokio::task::JoinHandle<()>>,
+    dns: Option<dns::Registration>,
+}
+
+/// Host facts plus the instance id, learned from config and (where needed) IMDSv2.
+pub async fn resolve_host(config: &Config) -> (HostFacts, HostInfo) {
+    let mut facts = HostFacts {
+        public_ip: config.node.public_ip,
+        private_ip: config.node.private_ip,
+    };
+    let mut instance_id = None;
+    // Dev never asks: a laptop has no metadata service and nothing to register.
+    let wants_imds = config.node.network != Network::Dev
+        || config.dns.name.is_some() && config.node.private_ip.is_none();
+    if wants_imds
+        && (facts.public_ip.is_none() || facts.private_ip.is_none() || config.dns.name.is_some())
+    {
+        let timeout = Duration::from_millis(config.agent.imds_timeout_ms);
+        match ethnode_aws::instance_facts(timeout).await {
+            Ok(m) => {
+                tracing::info!(instance_id = ?m.instance_id, public_ip = ?m.public_ip, private_ip = ?m.private_ip, "instance metadata (IMDSv2)");
+                facts.public_ip = facts.public_ip.or(m.public_ip);
+                facts.private_ip = facts.private_ip.or(m.private_ip);
+                instance_id = m.instance_id;
+            }
+            Err(e) => tracing::info!(
+                "not on EC2 ({e}); going on with the configured addresses: public {:?}, private {:?}",
+                facts.public_ip,
+                facts.private_ip
+            ),
+        }
+    }
+    let info = HostInfo {
+        public_ip: facts.public_ip.map(|i| i.to_string()),
+        private_ip: facts.private_ip.map(|i| i.to_string()),
+        instance_id,
+    };
+    (facts, info)
+}
+
+/// The URLs for this config.
+pub fn endpoints(config: &Config) -> Endpoints {
+    let agent_host = if config.agent.listen_addr.is_unspecified() {
+        IpAddr::from([127, 0, 0, 1])
+    } else {
+        config.agent.listen_addr
+    };
+    Endpoints {
+        rpc: ethnode_clients::execution_rpc_url(config),
+        ws: ethnode_clients::execution_ws_url(config),
+        agent: format!("http://{}", SocketAddr::new(agent_host, config.ports.agent)),
+    }
+}
+
+/// Finds each client's binary: a path as given, a bare name on `PATH`.
+pub fn resolve_binaries(specs: &[ClientSpec]) -> Result<Vec<PathBuf>, AgentError> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for spec in specs {
+        let is_path = spec.program.components().count() > 1;
+        let resolved = if is_path {
+            spec.program.is_file().then(|| spec.program.clone())
+        } else {
+            which::which(&spec.program).ok()
+        };
+        match resolved {
+            Some(p) => found.push(p),
+            None => missing.push(Missing {
+                name: spec.name,
+                program: spec.program.clone(),
+                hint: spec.install_hint,
+            }),
+        }
+    }
+    if missing.is_empty() {
+        Ok(found)
+    } else {
+        Err(AgentError::MissingBinaries(missing))
+    }
+}
+
+/// Fails with the port and the key that changes it when any port this config needs is taken.
+pub fn check_ports(config: &Config) -> Result<(), AgentError> {
+    let loopback = IpAddr::from([127, 0, 0, 1]);
+    let any = IpAddr::from([0, 0, 0, 0]);
+    for (key, port, proto) in config.listening_ports() {
+        let addr = match key {
+            "ports.http" | "ports.ws" => config.node.rpc_addr,
+            "ports.agent" => config.agent.listen_addr,
+            "ports.p2p" | "ports.consensus_p2p" | "ports.consensus_quic" => any,
+            _ => loopback,
+        };
+        let sa = SocketAddr::new(addr, port);
+        let taken = match proto {
+            Proto::Tcp => std::net::TcpListener::bind(sa).is_err(),
+            Proto::Udp => std::net::UdpSocket::bind(sa).is_err(),
+        };
+        if taken {
+            return Err(AgentError::PortInUse {
+                port,
+                proto: if proto == Proto::Tcp { "tcp" } else { "udp" },
+                addr,
+                key,
+                env: format!("ETHNODE_{}", key.replace('.', "_").to_ascii_uppercase()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Prepares the host and starts the clients, the health loop, the API and DNS registration.
+pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
+    let (facts, host) = resolve_host(&config).await;
+    let specs = ethnode_clients::plan(&config, &facts);
+    let programs = resolve_binaries(&specs)?;
+    check_ports(&config)?;
+
+    let io = |what: String| move |source| AgentError::Io { what, source };
+    std::fs::create_dir_all(&config.node.data_dir).map_err(io(format!(
+        "create data dir {}",
+        config.node.data_dir.display()
+    )))?;
+    for spec in &specs {
+        std::fs::create_dir_all(&spec.data_dir)
+            .map_err(io(format!("create data dir {}", spec.data_dir.display())))?;
+    }
+    if config.node.network != Network::Dev {
+        let path = config.jwt_path();
+        if jwt::ensure(&path).map_err(io(format!("JWT secret {}", path.display())))? {
+            tracing::info!(path = %path.display(), "created JWT secret");
+        }
+    }
+
+    let endpoints = endpoints(&config);
+    let api_addr = SocketAddr::new(config.agent.listen_addr, config.ports.agent);
+    let listener =
+        tokio::net::TcpListener::bind(api_addr)
+            .await
+            .map_err(|_| AgentError::PortInUse {
+                port: config.ports.agent,
+                proto: "tcp",
+                addr: config.agent.listen_addr,
+                key: "ports.agent",
+                env: "ETHNODE_PORTS_AGENT".into(),
+            })?;
+
+    let mut checker = health::Checker::new(&config).map_err(AgentError::Health)?;
+    let a = &config.agent;
+    let policy = Policy {
+        initial: Duration::from_millis(a.restart_initial_ms),
+        max: Duration::from_millis(a.restart_max_ms),
+        crash_limit: a.crash_limit,
+        crash_window: Duration::from_secs(a.crash_window_secs),
+        grace: Duration::from_secs(a.stop_grace_secs),
+    };
+    let metrics = Arc::new(Metrics::new());
+    let (gave_up_tx, gave_up) = tokio::sync::mpsc::channel(specs.len().max(1));
+    let clients: Vec<Supervised> = specs
+        .into_iter()
+        .zip(programs)
+        .map(|(spec, program)| {
+            supervisor::spawn(
+                spec,
+                program,
+                policy.clone(),
+                metrics.clone(),
+                gave_up_tx.clone(),
+            )
+        })
+        .collect();
+
+    let shared = Arc::new(Shared {
+        health: RwLock::new(Status {
+            network: config.node.network.as_str(),
+            ..Status::default()
+        }),
+        clients: clients.iter().map(|c| c.state.clone()).collect(),
+        host,
+        dns: Mutex::new(DnsState {
+            name: config.dns.name.clone(),
+            ..DnsState::default()
+        }),
+        metrics,
+        stopping: AtomicBool::new(false),
+    });
+
+    let mut background = Vec::new();
+    let router = api::router(shared.clone());
+    background.push(tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "agent API stopped");
+        }
+    }));
+    let interval = Duration::from_secs(config.readiness.check_interval_secs);
+    let sh = shared.clone();
+    background.push(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let probe = checker.probe().await;
+            let health = checker.evaluate(probe, Instant::now());
+            *sh.health.write().unwrap_or_else(|p| p.into_inner()) = health;
+            sh.metrics.observe(&sh.status());
+        }
+    }));
+
+    let dns = dns::Registration::start(&config, &facts, &shared).await;
+    tracing::info!(rpc = %endpoints.rpc, ws = %endpoints.ws, agent = %endpoints.agent, "agent started");
+    Ok(AgentHandle {
+        shared,
+        endpoints,
+        clients,
+        gave_up,
+        background,
+        dns,
+    })
+}
+
+impl AgentHandle {
+    /// Where the node and the agent answer.
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The current status, as `/status` shows it.
+    pub fn status(&self) -> Status {
+        self.shared.status()
+    }
+
+    /// Runs until `shutdown` resolves or a client gives up, then stops everything in order.
+    pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Exit {
+        tokio::select! {
+            _ = shutdown => tracing::info!("shutdown requested"),
+            _ = self.gave_up.recv() => tracing::error!("a client gave up; stopping the node"),
+        }
+        self.shared.stopping.store(true, Ordering::Relaxed);
+        // Out of DNS first, so that callers move to another node before the clients go down.
+        if let Some(dns) = self.dns.take() {
+            dns.stop(&self.shared).await;
+        }
+        let mut exit = Exit::Stopped;
+        // Consensus first: it drives the execution client through the Engine API and must not see it vanish.
+        self.clients
+            .sort_by_key(|c| if c.role == Role::Consensus { 0 } else { 1 });
+        for client in self.clients {
+            if let Ended::GaveUp {
+                name,
+                crashes,
+                window,
+                last,
+            } = client.stop().await
+            {
+                exit = Exit::GaveUp {
+                    client: name,
+                    crashes,
+                    window_secs: window.as_secs(),
+                    last,
+                };
+            }
+        }
+        for task in self.background {
+            task.abort();
+        }
+        tracing::info!(?exit, "agent stopped");
+        exit
+    }
+}

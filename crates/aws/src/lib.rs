@@ -1,1 +1,26 @@
-//! placeholder
+//! ethnode's AWS edge: one `SdkConfig` from the standard settings, the instance metadata service
+//! (IMDSv2 only), and Route53 registration of the node's private address.
+//!
+//! Every client honours the SDK's standard endpoint settings (`AWS_ENDPOINT_URL`,
+//! `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`), so the same binary runs against
+//! AWS and against a local emulator such as moto.
+
+mod imds;
+mod route53;
+
+pub use imds::{InstanceFacts, MetadataError, instance_facts};
+pub use route53::{Dns, DnsError, DnsRecord};
+
+use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig};
+
+/// Loads the one shared SDK configuration: credentials, region and endpoints from the standard chain,
+/// with `region` (from ethnode.toml) taking precedence when set.
+pub async fn sdk_config(region: Option<&str>) -> SdkConfig {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        // Standard mode: exponential backoff with jitter on throttling and transient errors.
+        .retry_config(RetryConfig::standard().with_max_attempts(5));
+    if let Some(region) = region {
+        loader = loader.region(Region::new(region.to_owned()));
+    }
+    loader.load().await
+}

@@ -128,7 +128,8 @@ fn missing_explicit_file_is_a_read_error() {
 /// A table of bad configs: (file, env, fragments the message must contain).
 #[test]
 fn bad_configs_are_refused_with_key_and_fix() {
-    let cases: &[(&str, &[(&str, &str)], &[&str])] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a [&'a str]);
+    let cases: &[Case] = &[
         (
             "[node]\nnetwork = \"mainet\"\n",
             &[],

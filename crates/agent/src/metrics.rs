@@ -1,0 +1,211 @@
+//! The agent's Prometheus metrics, in the text exposition format served at `/metrics`.
+
+use crate::health::Status;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
+
+type Label = [(&'static str, String); 1];
+type FGauge = Gauge<f64, AtomicU64>;
+
+/// Every metric the agent exports; cheap to update, read only when scraped.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    ready: Gauge,
+    live: Gauge,
+    check_ok: Family<Label, Gauge>,
+    head_block: Gauge,
+    head_age: FGauge,
+    peers: Gauge,
+    sync_distance: Gauge,
+    reference_lag: Gauge,
+    highest_block: Gauge,
+    sync_eta: FGauge,
+    blocks_per_sec: FGauge,
+    disk_used: Gauge,
+    disk_free: Gauge,
+    days_until_full: FGauge,
+    client_up: Family<Label, Gauge>,
+    client_restarts: Family<Label, Counter>,
+    client_start_time: Family<Label, Gauge>,
+    dns_registered: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `ethnode_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("ethnode");
+        macro_rules! reg {
+            ($name:literal, $help:literal, $metric:expr) => {{
+                let m = $metric;
+                registry.register($name, $help, m.clone());
+                m
+            }};
+        }
+        Self {
+            ready: reg!(
+                "ready",
+                "1 when every readiness check passes",
+                Gauge::default()
+            ),
+            live: reg!(
+                "live",
+                "1 when the agent and all clients run",
+                Gauge::default()
+            ),
+            check_ok: reg!(
+                "check_ok",
+                "1 when this readiness check passes",
+                Family::default()
+            ),
+            head_block: reg!(
+                "head_block",
+                "Execution client's latest block number",
+                Gauge::default()
+            ),
+            head_age: reg!(
+                "head_age_seconds",
+                "Age of the latest block",
+                FGauge::default()
+            ),
+            peers: reg!("peers", "Execution client's peer count", Gauge::default()),
+            sync_distance: reg!(
+                "consensus_sync_distance_slots",
+                "Consensus client's sync distance",
+                Gauge::default()
+            ),
+            reference_lag: reg!(
+                "reference_lag_blocks",
+                "Blocks behind the reference RPC",
+                Gauge::default()
+            ),
+            highest_block: reg!(
+                "sync_highest_block",
+                "Highest block the execution client knows of",
+                Gauge::default()
+            ),
+            sync_eta: reg!(
+                "sync_eta_seconds",
+                "Estimated seconds until synced (0 when synced)",
+                FGauge::default()
+            ),
+            blocks_per_sec: reg!(
+                "sync_blocks_per_second",
+                "Blocks processed per second, recent average",
+                FGauge::default()
+            ),
+            disk_used: reg!(
+                "disk_used_bytes",
+                "Bytes used on the data volume",
+                Gauge::default()
+            ),
+            disk_free: reg!(
+                "disk_free_bytes",
+                "Bytes free on the data volume",
+                Gauge::default()
+            ),
+            days_until_full: reg!(
+                "disk_days_until_full",
+                "Days until the data volume is full at the recent growth rate",
+                FGauge::default()
+            ),
+            client_up: reg!(
+                "client_up",
+                "1 while the client process runs",
+                Family::default()
+            ),
+            client_restarts: reg!(
+                "client_restarts",
+                "Restarts after a crash",
+                Family::default()
+            ),
+            client_start_time: reg!(
+                "client_start_time_seconds",
+                "Unix time the client process last started",
+                Family::default()
+            ),
+            dns_registered: reg!(
+                "dns_registered",
+                "1 while this node's DNS record is registered",
+                Gauge::default()
+            ),
+            registry,
+        }
+    }
+
+    pub(crate) fn client_up(&self, client: &'static str, up: bool) {
+        self.client_up
+            .get_or_create(&[("client", client.into())])
+            .set(i64::from(up));
+    }
+
+    pub(crate) fn client_restarted(&self, client: &'static str) {
+        self.client_restarts
+            .get_or_create(&[("client", client.into())])
+            .inc();
+    }
+
+    pub(crate) fn client_started(&self, client: &'static str, unix: u64) {
+        self.client_start_time
+            .get_or_create(&[("client", client.into())])
+            .set(unix as i64);
+    }
+
+    pub(crate) fn dns_registered(&self, yes: bool) {
+        self.dns_registered.set(i64::from(yes));
+    }
+
+    /// Copies a health snapshot into the gauges.
+    pub(crate) fn observe(&self, s: &Status) {
+        self.ready.set(i64::from(s.ready));
+        self.live.set(i64::from(s.live));
+        for c in &s.checks {
+            self.check_ok
+                .get_or_create(&[("check", c.name.into())])
+                .set(i64::from(c.ok));
+        }
+        if let Some(h) = &s.head {
+            self.head_block.set(h.number as i64);
+            self.head_age.set(h.age_secs as f64);
+        }
+        if let Some(p) = s.peers {
+            self.peers.set(p as i64);
+        }
+        if let Some(d) = s.consensus_sync_distance {
+            self.sync_distance.set(d as i64);
+        }
+        if let Some(l) = s.reference_lag {
+            self.reference_lag.set(l);
+        }
+        if let Some(h) = s.sync.highest_block {
+            self.highest_block.set(h as i64);
+        }
+        self.sync_eta.set(s.sync.eta_secs.unwrap_or(0.0));
+        self.blocks_per_sec
+            .set(s.sync.blocks_per_sec.unwrap_or(0.0));
+        if let Some(d) = &s.disk {
+            self.disk_used.set(d.used_bytes as i64);
+            self.disk_free.set(d.free_bytes as i64);
+            self.days_until_full
+                .set(d.days_until_full.unwrap_or(f64::INFINITY));
+        }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

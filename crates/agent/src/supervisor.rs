@@ -1,0 +1,385 @@
+//! Runs one client process: start, log its output, restart it after a crash with backoff and jitter,
+//! give up after too many crashes in a window, and stop it gracefully (SIGTERM, grace, SIGKILL).
+
+use crate::metrics::Metrics;
+use ethnode_clients::{ClientSpec, Role};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::Serialize;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::oneshot;
+
+/// Restart and stop policy, from `[agent]`.
+#[derive(Debug, Clone)]
+pub(crate) struct Policy {
+    pub(crate) initial: Duration,
+    pub(crate) max: Duration,
+    pub(crate) crash_limit: u32,
+    pub(crate) crash_window: Duration,
+    pub(crate) grace: Duration,
+}
+
+impl Policy {
+    /// Delay before restart number `n` (1-based): doubling from `initial`, capped, ±25 % jitter so that
+    /// several nodes that crashed together do not hammer a shared dependency in lockstep.
+    pub(crate) fn backoff(&self, n: u32) -> Duration {
+        let base = self
+            .initial
+            .saturating_mul(1u32 << n.saturating_sub(1).min(20))
+            .min(self.max);
+        let mut r = [0u8; 2];
+        let jitter = if getrandom::fill(&mut r).is_ok() {
+            f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX) * 0.5 + 0.75
+        } else {
+            1.0
+        };
+        base.mul_f64(jitter)
+    }
+}
+
+/// What `/status` shows for a client.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClientState {
+    /// Client name.
+    pub name: &'static str,
+    /// `execution` or `consensus`.
+    pub role: &'static str,
+    /// Current pid while running.
+    pub pid: Option<u32>,
+    /// Whether the process is running now.
+    pub running: bool,
+    /// Restarts after crashes since the agent started.
+    pub restarts: u64,
+    /// Seconds since the current process started.
+    pub uptime_secs: Option<u64>,
+    /// How the last process ended, if one did.
+    pub last_exit: Option<String>,
+    #[serde(skip)]
+    started: Option<Instant>,
+}
+
+impl ClientState {
+    fn new(spec: &ClientSpec) -> Self {
+        Self {
+            name: spec.name,
+            role: spec.role.as_str(),
+            pid: None,
+            running: false,
+            restarts: 0,
+            uptime_secs: None,
+            last_exit: None,
+            started: None,
+        }
+    }
+
+    /// A copy with the uptime filled in as of now.
+    pub(crate) fn snapshot(&self) -> Self {
+        let mut s = self.clone();
+        s.uptime_secs = self.started.map(|t| t.elapsed().as_secs());
+        s
+    }
+}
+
+/// Why a client task ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// Stopped on request.
+    Stopped,
+    /// Crashed too often: the agent must give up.
+    GaveUp {
+        name: &'static str,
+        crashes: u32,
+        window: Duration,
+        last: String,
+    },
+}
+
+/// A running client task.
+pub(crate) struct Supervised {
+    pub(crate) role: Role,
+    pub(crate) state: Arc<Mutex<ClientState>>,
+    stop: Option<oneshot::Sender<()>>,
+    pub(crate) task: tokio::task::JoinHandle<Ended>,
+}
+
+impl Supervised {
+    /// Asks the client to stop and waits until it has.
+    pub(crate) async fn stop(mut self) -> Ended {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        self.task.await.unwrap_or(Ended::Stopped)
+    }
+}
+
+/// Starts supervising `spec` (whose `program` is already resolved to `program`).
+pub(crate) fn spawn(
+    spec: ClientSpec,
+    program: PathBuf,
+    policy: Policy,
+    metrics: Arc<Metrics>,
+    gave_up: tokio::sync::mpsc::Sender<()>,
+) -> Supervised {
+    let state = Arc::new(Mutex::new(ClientState::new(&spec)));
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let role = spec.role;
+    let task = tokio::spawn(run(
+        spec,
+        program,
+        policy,
+        state.clone(),
+        metrics,
+        stop_rx,
+        gave_up,
+    ));
+    Supervised {
+        role,
+        state,
+        stop: Some(stop_tx),
+        task,
+    }
+}
+
+fn start(spec: &ClientSpec, program: &PathBuf) -> std::io::Result<Child> {
+    let mut cmd = Command::new(program);
+    cmd.args(&spec.args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Own process group: a Ctrl-C in the terminal reaches only the agent, which then stops the
+        // clients in order, instead of every client at once (and the agent restarting them).
+        .process_group(0)
+        // If the agent itself dies mid-way, do not leave a client holding the database lock.
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(forward(spec.name, out));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(forward(spec.name, err));
+    }
+    Ok(child)
+}
+
+/// Copies a client's output into the agent's log, tagged with the client's name.
+async fn forward(name: &'static str, stream: impl AsyncRead + Unpin) {
+    let mut lines = BufReader::new(stream).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        tracing::info!(target: "ethnode::client", client = name, "{line}");
+    }
+}
+
+fn describe(status: std::io::Result<ExitStatus>) -> String {
+    match status {
+        Ok(s) => s.to_string(),
+        Err(e) => format!("wait failed: {e}"),
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+async fn run(
+    spec: ClientSpec,
+    program: PathBuf,
+    policy: Policy,
+    state: Arc<Mutex<ClientState>>,
+    metrics: Arc<Metrics>,
+    mut stop: oneshot::Receiver<()>,
+    gave_up: tokio::sync::mpsc::Sender<()>,
+) -> Ended {
+    let name = spec.name;
+    let mut crashes: VecDeque<Instant> = VecDeque::new();
+    loop {
+        let mut child = match start(&spec, &program) {
+            Ok(child) => child,
+            Err(e) => {
+                // A missing binary or permission error will not fix itself: count it like a crash.
+                tracing::error!(client = name, error = %e, program = %program.display(), "cannot start client");
+                let last = format!("cannot start {}: {e}", program.display());
+                if let Some(end) = record_crash(
+                    &policy,
+                    &mut crashes,
+                    &state,
+                    &metrics,
+                    name,
+                    last,
+                    &gave_up,
+                )
+                .await
+                {
+                    return end;
+                }
+                if wait_or_stop(&mut stop, policy.backoff(crashes.len() as u32)).await {
+                    return Ended::Stopped;
+                }
+                continue;
+            }
+        };
+        let pid = child.id();
+        tracing::info!(client = name, pid, args = ?spec.args, "client started");
+        {
+            let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+            s.pid = pid;
+            s.running = true;
+            s.started = Some(Instant::now());
+        }
+        metrics.client_up(name, true);
+        metrics.client_started(name, unix_now());
+
+        tokio::select! {
+            status = child.wait() => {
+                let last = describe(status);
+                tracing::warn!(client = name, exit = %last, "client exited unexpectedly");
+                if let Some(end) = record_crash(&policy, &mut crashes, &state, &metrics, name, last, &gave_up).await {
+                    return end;
+                }
+                let delay = policy.backoff(crashes.len() as u32);
+                tracing::info!(client = name, delay_ms = delay.as_millis() as u64, "restarting after backoff");
+                if wait_or_stop(&mut stop, delay).await {
+                    return Ended::Stopped;
+                }
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                s.restarts += 1;
+                drop(s);
+                metrics.client_restarted(name);
+            }
+            _ = &mut stop => {
+                let last = graceful_stop(name, &mut child, policy.grace).await;
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                s.running = false;
+                s.pid = None;
+                s.started = None;
+                s.last_exit = Some(last);
+                metrics.client_up(name, false);
+                return Ended::Stopped;
+            }
+        }
+    }
+}
+
+/// Notes a crash; returns `Some` when the crash limit within the window is reached.
+async fn record_crash(
+    policy: &Policy,
+    crashes: &mut VecDeque<Instant>,
+    state: &Mutex<ClientState>,
+    metrics: &Metrics,
+    name: &'static str,
+    last: String,
+    gave_up: &tokio::sync::mpsc::Sender<()>,
+) -> Option<Ended> {
+    let now = Instant::now();
+    crashes.push_back(now);
+    while crashes
+        .front()
+        .is_some_and(|t| now.duration_since(*t) > policy.crash_window)
+    {
+        crashes.pop_front();
+    }
+    {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.running = false;
+        s.pid = None;
+        s.started = None;
+        s.last_exit = Some(last.clone());
+    }
+    metrics.client_up(name, false);
+    if crashes.len() as u32 >= policy.crash_limit {
+        tracing::error!(
+            client = name,
+            crashes = crashes.len(),
+            window_secs = policy.crash_window.as_secs(),
+            "client keeps crashing; giving up so that the orchestrator can act"
+        );
+        let _ = gave_up.send(()).await;
+        return Some(Ended::GaveUp {
+            name,
+            crashes: crashes.len() as u32,
+            window: policy.crash_window,
+            last,
+        });
+    }
+    None
+}
+
+/// Sleeps for `delay` unless a stop arrives first (returns true then).
+async fn wait_or_stop(stop: &mut oneshot::Receiver<()>, delay: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(delay) => false,
+        _ = stop => true,
+    }
+}
+
+/// SIGTERM, wait up to `grace`, then SIGKILL. Databases (MDBX, LevelDB) flush on SIGTERM; SIGKILL is
+/// the last resort that the grace period is sized to avoid.
+async fn graceful_stop(name: &'static str, child: &mut Child, grace: Duration) -> String {
+    let Some(pid) = child.id() else {
+        return describe(child.wait().await);
+    };
+    tracing::info!(
+        client = name,
+        pid,
+        grace_secs = grace.as_secs(),
+        "stopping client (SIGTERM)"
+    );
+    if let Err(e) = kill(Pid::from_raw(pid as i32), Signal::SIGTERM) {
+        tracing::warn!(client = name, error = %e, "SIGTERM failed");
+    }
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(status) => {
+            let d = describe(status);
+            tracing::info!(client = name, exit = %d, "client stopped");
+            d
+        }
+        Err(_) => {
+            tracing::error!(
+                client = name,
+                grace_secs = grace.as_secs(),
+                "client ignored SIGTERM; sending SIGKILL"
+            );
+            let _ = child.kill().await;
+            format!("killed after {}s grace", grace.as_secs())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters_within_25_percent() {
+        let p = Policy {
+            initial: Duration::from_millis(100),
+            max: Duration::from_millis(1000),
+            crash_limit: 5,
+            crash_window: Duration::from_secs(60),
+            grace: Duration::from_secs(1),
+        };
+        for (n, base) in [
+            (1, 100u64),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (40, 1000),
+        ] {
+            for _ in 0..50 {
+                let d = p.backoff(n).as_millis() as u64;
+                assert!(
+                    d >= base * 3 / 4 && d <= base * 5 / 4,
+                    "n={n}: {d}ms not within 25% of {base}"
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Route53 registration: UPSERT this node's A record at start, DELETE it on graceful stop.
+
+use aws_config::SdkConfig;
+use aws_sdk_route53::Client;
+use aws_sdk_route53::error::DisplayErrorContext;
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+};
+use std::net::IpAddr;
+
+/// One A record this node owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsRecord {
+    /// Hosted zone id (`Z…`, with or without the `/hostedzone/` prefix).
+    pub zone_id: String,
+    /// Fully qualified name.
+    pub name: String,
+    /// The address it points at.
+    pub ip: IpAddr,
+    /// TTL in seconds.
+    pub ttl: u32,
+    /// Multivalue-answer set identifier (the instance id); `None` for a simple record.
+    pub set_identifier: Option<String>,
+}
+
+/// A Route53 call failed.
+#[derive(Debug, thiserror::Error)]
+#[error("route53 {action} of {name} in zone {zone}: {message}")]
+pub struct DnsError {
+    /// UPSERT or DELETE.
+    pub action: &'static str,
+    /// Record name.
+    pub name: String,
+    /// Zone id.
+    pub zone: String,
+    /// The SDK's error with its context.
+    pub message: String,
+}
+
+/// Route53 client wrapper.
+#[derive(Debug, Clone)]
+pub struct Dns {
+    client: Client,
+}
+
+impl Dns {
+    /// A client from the shared SDK config.
+    pub fn new(config: &SdkConfig) -> Self {
+        Self {
+            client: Client::new(config),
+        }
+    }
+
+    /// Creates or replaces the record.
+    pub async fn upsert(&self, record: &DnsRecord) -> Result<(), DnsError> {
+        self.change(ChangeAction::Upsert, record).await
+    }
+
+    /// Deletes the record; one that is already gone counts as deleted.
+    pub async fn delete(&self, record: &DnsRecord) -> Result<(), DnsError> {
+        match self.change(ChangeAction::Delete, record).await {
+            // Route53 answers InvalidChangeBatch "…it was not found" for a record already deleted.
+            Err(e) if e.message.contains("not found") => Ok(()),
+            other => other,
+        }
+    }
+
+    async fn change(&self, action: ChangeAction, r: &DnsRecord) -> Result<(), DnsError> {
+        let fail = |message: String| DnsError {
+            action: if action == ChangeAction::Upsert {
+                "UPSERT"
+            } else {
+                "DELETE"
+            },
+            name: r.name.clone(),
+            zone: r.zone_id.clone(),
+            message,
+        };
+        let rtype = if r.ip.is_ipv4() {
+            RrType::A
+        } else {
+            RrType::Aaaa
+        };
+        let mut set = ResourceRecordSet::builder()
+            .name(&r.name)
+            .r#type(rtype)
+            .ttl(i64::from(r.ttl))
+            .resource_records(
+                ResourceRecord::builder()
+                    .value(r.ip.to_string())
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?,
+            );
+        if let Some(id) = &r.set_identifier {
+            set = set.set_identifier(id).multi_value_answer(true);
+        }
+        let change = Change::builder()
+            .action(action.clone())
+            .resource_record_set(set.build().map_err(|e| fail(e.to_string()))?)
+            .build()
+            .map_err(|e| fail(e.to_string()))?;
+        let zone = r.zone_id.trim_start_matches("/hostedzone/");
+        self.client
+            .change_resource_record_sets()
+            .hosted_zone_id(zone)
+            .change_batch(
+                ChangeBatch::builder()
+                    .comment("ethnode agent")
+                    .changes(change)
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?,
+            )
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+        Ok(())
+    }
+}
