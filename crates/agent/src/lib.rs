@@ -368,6 +368,12 @@ impl AgentHandle {
         self.shared.status()
     }
 
+    /// A function that reads the current status, for display loops that outlive a borrow.
+    pub fn status_source(&self) -> impl Fn() -> Status + Send + Sync + 'static {
+        let shared = self.shared.clone();
+        move || shared.status()
+    }
+
     /// Runs until `shutdown` resolves or a client gives up, then stops everything in order.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Exit {
         tokio::select! {

@@ -1,0 +1,48 @@
+//! `ethnode agent`: the service entry point. Supervises the clients until SIGTERM.
+
+use super::{Globals, config_failure, exit_code, shutdown_signal};
+use clap::Args;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub(crate) struct AgentArgs {
+    /// Print what would run (host facts, each client's command line, endpoints) as JSON, and exit.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+impl AgentArgs {
+    pub(crate) async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
+        g.init_logs("info");
+        let (config, _) = match g.load_config() {
+            Ok(v) => v,
+            Err(e) => return Ok(config_failure(&e)),
+        };
+        if self.dry_run {
+            let (facts, host) = ethnode_agent::resolve_host(&config).await;
+            let plan = ethnode_clients::plan(&config, &facts);
+            let clients: Vec<_> = plan
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "name": c.name,
+                        "role": c.role.as_str(),
+                        "program": c.program,
+                        "args": c.args,
+                        "data_dir": c.data_dir,
+                    })
+                })
+                .collect();
+            let out = serde_json::json!({
+                "host": host,
+                "clients": clients,
+                "endpoints": ethnode_agent::endpoints(&config),
+            });
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            return Ok(ExitCode::SUCCESS);
+        }
+        let agent = ethnode_agent::start(config).await?;
+        let exit = agent.run_until(shutdown_signal()).await;
+        Ok(exit_code(&exit))
+    }
+}

@@ -1,0 +1,155 @@
+//! One module per subcommand, each an `Args` struct (its doc comments are the help) with `run`.
+
+mod agent;
+mod config;
+mod up;
+
+use clap::{Parser, Subcommand};
+use ethnode_config::{Config, ConfigError};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code for a configuration that cannot be used.
+pub(crate) const EXIT_CONFIG: u8 = 2;
+/// Exit code when a client crashed too often and the agent gave up.
+pub(crate) const EXIT_GAVE_UP: u8 = 3;
+
+/// Your own Ethereum node: a config file in, a supervised, honest node out.
+#[derive(Debug, Parser)]
+#[command(name = "ethnode", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    /// Config file (default: $ETHNODE_CONFIG, else ./ethnode.toml if present, else built-in defaults).
+    #[arg(long, short = 'c', global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
+    /// Log filter, e.g. `info` or `ethnode=debug,ethnode::client=warn` (default: $ETHNODE_LOG or info).
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node in the foreground: `--dev` for a local anvil chain, else the configured clients.
+    Up(up::UpArgs),
+    /// Run the node agent (the service entry point on an instance or in a container).
+    Agent(agent::AgentArgs),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCmd),
+}
+
+impl Cli {
+    pub(crate) async fn run(self) -> anyhow::Result<ExitCode> {
+        let globals = Globals {
+            config: self.config,
+            log: self.log,
+        };
+        match self.command {
+            Command::Up(args) => args.run(&globals).await,
+            Command::Agent(args) => args.run(&globals).await,
+            Command::Config(cmd) => cmd.run(&globals),
+        }
+    }
+}
+
+/// Options every subcommand sees.
+#[derive(Debug)]
+pub(crate) struct Globals {
+    config: Option<PathBuf>,
+    log: Option<String>,
+}
+
+impl Globals {
+    /// Loads, overrides from the environment and validates the config.
+    pub(crate) fn load_config(&self) -> Result<(Config, ethnode_config::Source), ConfigError> {
+        Config::load(self.config.as_deref(), std::env::vars())
+    }
+
+    /// Installs the log subscriber: `--log`, else `$ETHNODE_LOG`, else `default`.
+    pub(crate) fn init_logs(&self, default: &str) {
+        let filter = self
+            .log
+            .clone()
+            .or_else(|| std::env::var("ETHNODE_LOG").ok())
+            .unwrap_or_else(|| default.to_owned());
+        let filter = tracing_subscriber::EnvFilter::try_new(&filter).unwrap_or_else(|e| {
+            eprintln!("warning: bad log filter `{filter}` ({e}); using `{default}`");
+            tracing_subscriber::EnvFilter::new(default)
+        });
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .try_init();
+    }
+}
+
+/// Prints a config error and gives its exit code.
+pub(crate) fn config_failure(e: &ConfigError) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::from(EXIT_CONFIG)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+pub(crate) async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            // Without signal handlers Ctrl-C still works through tokio's portable handler.
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Maps how the agent ended to the process exit code.
+pub(crate) fn exit_code(exit: &ethnode_agent::Exit) -> ExitCode {
+    match exit {
+        ethnode_agent::Exit::Stopped => ExitCode::SUCCESS,
+        ethnode_agent::Exit::GaveUp {
+            client,
+            crashes,
+            window_secs,
+            last,
+        } => {
+            eprintln!(
+                "error: {client} crashed {crashes} times within {window_secs}s (last: {last}); gave up. Check its log lines above."
+            );
+            ExitCode::from(EXIT_GAVE_UP)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn empty_up_parses_to_defaults() {
+        let cli = Cli::try_parse_from(["ethnode", "up"]).unwrap();
+        match cli.command {
+            Command::Up(a) => {
+                assert!(!a.dev);
+                assert_eq!(a.data_dir, None);
+            }
+            other => panic!("parsed to {other:?}"),
+        }
+    }
+}
