@@ -28,7 +28,7 @@ pub enum MetadataError {
     Disabled,
     /// Not reachable or refused a token: most likely not on EC2.
     #[error(
-        "instance metadata service not reachable ({0}); not on EC2, or the hop limit is too low for containers"
+        "instance metadata service not reachable ({0}): the host is off EC2, or the IMDS hop limit is too low for a container"
     )]
     Unreachable(String),
     /// A value came back that is not what the path promises.

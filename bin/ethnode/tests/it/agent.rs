@@ -1,0 +1,115 @@
+//! The agent supervising a real anvil: ready, restart after kill -9, graceful stop, chain kept.
+
+use crate::harness::*;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::json;
+use std::time::Duration;
+
+#[tokio::test]
+async fn supervises_anvil_restarts_it_and_keeps_the_chain_across_restarts() {
+    let node = DevNode::new("");
+    let mut agent = node.agent(&[]);
+
+    let status = node.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(status["ready"], json!(true));
+    assert_eq!(status["network"], json!("dev"));
+    assert_eq!(status["sync"]["stage"], json!("synced"));
+    let first_pid = status["clients"][0]["pid"].as_u64().expect("anvil pid") as u32;
+    assert_eq!(status["clients"][0]["name"], json!("anvil"));
+    assert_eq!(status["clients"][0]["restarts"], json!(0));
+    assert!(alive(first_pid));
+
+    // kill -9 the client: the agent must notice, count it, and bring it back.
+    kill(Pid::from_raw(first_pid as i32), Signal::SIGKILL).unwrap();
+    let status = wait_for("restarted anvil", Duration::from_secs(20), || async {
+        let (_, s) = get_json(&node.api("/status")).await?;
+        let c = &s["clients"][0];
+        (c["restarts"] == json!(1)
+            && c["running"] == json!(true)
+            && c["pid"].as_u64()? as u32 != first_pid)
+            .then_some(s)
+    })
+    .await;
+    assert!(
+        status["clients"][0]["last_exit"]
+            .as_str()
+            .unwrap()
+            .contains("signal: 9"),
+        "{status}"
+    );
+    let second_pid = status["clients"][0]["pid"].as_u64().unwrap() as u32;
+    node.wait_ready(Duration::from_secs(20)).await;
+    let metrics = get_text(&node.api("/metrics")).await.unwrap();
+    assert!(
+        metrics.contains("ethnode_client_restarts_total{client=\"anvil\"} 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ethnode_ready 1"), "{metrics}");
+
+    // Let a few blocks land, then remember where we are.
+    let url = node.rpc();
+    let height = wait_for("a few blocks", Duration::from_secs(15), || async {
+        let n = quantity(&rpc(&url, "eth_blockNumber", json!([])).await?);
+        (n >= 3).then_some(n)
+    })
+    .await;
+    let block = rpc(
+        &url,
+        "eth_getBlockByNumber",
+        json!([format!("{height:#x}"), false]),
+    )
+    .await
+    .unwrap();
+
+    // SIGTERM: anvil stops (it dumps its state), the agent exits 0.
+    agent.signal(Signal::SIGTERM);
+    let exit = agent.wait(Duration::from_secs(20)).await;
+    assert!(
+        exit.success(),
+        "agent exit {exit:?}\n{}",
+        agent.stderr_text()
+    );
+    assert!(!alive(second_pid), "anvil {second_pid} survived the agent");
+    assert!(agent.stderr_text().contains("client stopped"));
+
+    // Start again: same chain, at least as high, same block at that height.
+    let _agent = node.agent(&[]);
+    node.wait_ready(Duration::from_secs(30)).await;
+    let again = quantity(&rpc(&url, "eth_blockNumber", json!([])).await.unwrap());
+    assert!(again >= height, "chain went back from {height} to {again}");
+    let same = rpc(
+        &url,
+        "eth_getBlockByNumber",
+        json!([format!("{height:#x}"), false]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        same["hash"], block["hash"],
+        "block {height} changed across the restart"
+    );
+}
+
+#[tokio::test]
+async fn gives_up_with_nonzero_exit_after_repeated_crashes() {
+    let node = DevNode::new("");
+    let crasher = node.dir.path().join("crash.sh");
+    script(&crasher, "echo 'boom' >&2\nexit 7");
+    let mut agent = node.agent(&[
+        ("ETHNODE_EXECUTION_BINARY", crasher.display().to_string()),
+        ("ETHNODE_AGENT_CRASH_LIMIT", "3".into()),
+        ("ETHNODE_AGENT_RESTART_INITIAL_MS", "50".into()),
+        ("ETHNODE_AGENT_RESTART_MAX_MS", "100".into()),
+    ]);
+    let exit = agent.wait(Duration::from_secs(20)).await;
+    let err = agent.stderr_text();
+    assert_eq!(exit.code(), Some(3), "{err}");
+    assert!(err.contains("anvil crashed 3 times"), "{err}");
+    assert!(err.contains("exit status: 7"), "{err}");
+    // The client's own output reaches the agent's log, tagged by client.
+    assert!(
+        err.contains("boom") && err.contains("client=\"anvil\""),
+        "{err}"
+    );
+}

@@ -1,0 +1,350 @@
+//! Test harness: locating the tools, free ports, the ethnode process, polling helpers.
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A tool installed by scripts/test.sh into .tools (npm) or .venv (PyPI).
+pub fn tool(name: &str) -> PathBuf {
+    let candidates = [
+        root().join(".tools/node_modules/.bin").join(name),
+        root().join(".venv/bin").join(name),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed in .tools or .venv: run `bash scripts/test.sh` (it installs the test tools)")
+        })
+}
+
+/// A loopback port that was free a moment ago: the OS picks it, so parallel tests do not collide.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    l.local_addr().unwrap().port()
+}
+
+/// Polls `f` every 100 ms until it yields `Some`, or panics after `limit` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// GET a URL: status code and body as JSON (Null when not JSON). None when unreachable.
+pub async fn get_json(url: &str) -> Option<(u16, Value)> {
+    let r = reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?;
+    let code = r.status().as_u16();
+    let body = r.json().await.unwrap_or(Value::Null);
+    Some((code, body))
+}
+
+/// GET a URL as text.
+pub async fn get_text(url: &str) -> Option<String> {
+    reqwest::Client::new()
+        .get(url)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()
+}
+
+/// A JSON-RPC call; the `result`.
+pub async fn rpc(url: &str, method: &str, params: Value) -> Option<Value> {
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params});
+    let r: Value = reqwest::Client::new()
+        .post(url)
+        .json(&body)
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    r.get("result").cloned()
+}
+
+/// Parses a 0x quantity.
+pub fn quantity(v: &Value) -> u64 {
+    u64::from_str_radix(v.as_str().expect("hex string").trim_start_matches("0x"), 16).expect("hex")
+}
+
+/// Writes an executable shell script.
+pub fn script(path: &Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// Whether a process exists.
+pub fn alive(pid: u32) -> bool {
+    kill(Pid::from_raw(pid as i32), None).is_ok()
+}
+
+/// An `ethnode` child process whose output goes to files; killed on drop if still running.
+pub struct Ethnode {
+    child: Child,
+    /// Its stdout file.
+    pub stdout: PathBuf,
+    /// Its stderr file.
+    pub stderr: PathBuf,
+}
+
+impl Ethnode {
+    /// Starts `ethnode ARGS` with extra environment; output under `dir`.
+    pub fn spawn(dir: &Path, args: &[&str], env: &[(&str, String)]) -> Self {
+        let n = std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0);
+        let stdout = dir.join(format!("ethnode-{n}.out"));
+        let stderr = dir.join(format!("ethnode-{n}.err"));
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_ethnode"));
+        cmd.args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&stdout).unwrap())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .env("ETHNODE_LOG", "info")
+            // Never reach for a real metadata service or real AWS from a test.
+            .env("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://127.0.0.1:9/")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env("AWS_REGION", "us-east-1")
+            .env_remove("ETHNODE_CONFIG");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn ethnode");
+        Self {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// Sends a signal.
+    pub fn signal(&self, sig: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), sig).expect("signal ethnode");
+    }
+
+    /// Waits for exit, at most `limit`.
+    pub async fn wait(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "ethnode did not exit within {limit:?}; stderr:\n{}",
+                self.stderr_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Everything it wrote to stderr so far.
+    pub fn stderr_text(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Everything it wrote to stdout so far.
+    pub fn stdout_text(&self) -> String {
+        std::fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+}
+
+impl Drop for Ethnode {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            // Graceful first so the agent takes its clients down with it.
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if self.child.try_wait().ok().flatten().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A dev config (anvil) with its own ports, fast checks and fast restarts.
+pub struct DevNode {
+    /// Temp dir holding config, data and logs.
+    pub dir: tempfile::TempDir,
+    /// Config path.
+    pub config: PathBuf,
+    /// JSON-RPC port.
+    pub http: u16,
+    /// Agent API port.
+    pub agent: u16,
+}
+
+impl DevNode {
+    /// Writes the config; `extra` is appended verbatim (more sections).
+    pub fn new(extra: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let http = free_port();
+        let agent = free_port();
+        let config = dir.path().join("ethnode.toml");
+        let text = format!(
+            r#"[node]
+network = "dev"
+data_dir = "{data}"
+
+[execution]
+binary = "{anvil}"
+
+[ports]
+http = {http}
+agent = {agent}
+
+[readiness]
+check_interval_secs = 1
+max_head_age_secs = 5
+
+[agent]
+restart_initial_ms = 200
+restart_max_ms = 1000
+stop_grace_secs = 10
+
+[dev]
+block_time_secs = 1
+{extra}
+"#,
+            data = dir.path().join("data").display(),
+            anvil = tool("anvil").display(),
+        );
+        std::fs::write(&config, text).unwrap();
+        Self {
+            dir,
+            config,
+            http,
+            agent,
+        }
+    }
+
+    /// The RPC URL.
+    pub fn rpc(&self) -> String {
+        format!("http://127.0.0.1:{}/", self.http)
+    }
+
+    /// An agent API URL.
+    pub fn api(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.agent)
+    }
+
+    /// Starts `ethnode agent` on this config.
+    pub fn agent(&self, env: &[(&str, String)]) -> Ethnode {
+        Ethnode::spawn(
+            self.dir.path(),
+            &["agent", "--config", self.config.to_str().unwrap()],
+            env,
+        )
+    }
+
+    /// Waits until `/health/ready` answers 200; returns `/status`.
+    pub async fn wait_ready(&self, limit: Duration) -> Value {
+        let url = self.api("/health/ready");
+        wait_for("ready", limit, || async {
+            get_json(&url).await.filter(|(c, _)| *c == 200)
+        })
+        .await;
+        get_json(&self.api("/status")).await.unwrap().1
+    }
+}
+
+/// A moto server (the AWS endpoint for tests) on its own port; killed on drop.
+pub struct Moto {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Moto {
+    /// Starts moto_server and waits until it answers.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let child = Command::new(tool("moto_server"))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start moto_server");
+        let url = format!("http://127.0.0.1:{port}");
+        let probe = format!("{url}/moto-api/");
+        let moto = Self { child, url };
+        wait_for("moto_server", Duration::from_secs(30), || async {
+            get_text(&probe).await.map(|_| ())
+        })
+        .await;
+        moto
+    }
+
+    /// Environment that points the AWS SDK and CLI at this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ENDPOINT_URL", self.url.clone()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_DEFAULT_REGION", "us-east-1".into()),
+        ]
+    }
+
+    /// Runs the aws CLI against this server and parses its JSON output.
+    pub fn aws(&self, args: &[&str]) -> Value {
+        let out = Command::new(tool("aws"))
+            .args(args)
+            .args(["--output", "json"])
+            .envs(self.env())
+            .output()
+            .expect("run aws cli");
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the real software the tests and the dev stack run against, into the project folder:
+#   .tools/  anvil and cast (npm)           .venv/  moto[server], awscli, cfn-lint, web3 (PyPI)
+# Idempotent and quick when everything is there. Usage: scripts/tools.sh [node|python|all]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ANVIL_VERSION=1.7.1
+what=${1:-all}
+
+need() { command -v "$1" >/dev/null 2>&1 || { echo "error: $1 is required: $2" >&2; exit 1; }; }
+
+if [[ $what == node || $what == all ]]; then
+  if [[ ! -x .tools/node_modules/.bin/anvil || ! -x .tools/node_modules/.bin/cast ]]; then
+    need npm "install Node.js 20+ (Debian: apt-get install nodejs npm)"
+    mkdir -p .tools
+    [[ -f .tools/package.json ]] || echo '{"private": true}' > .tools/package.json
+    echo "installing anvil and cast $ANVIL_VERSION into .tools/ ..."
+    npm install --prefix .tools --no-audit --no-fund --loglevel=error \
+      "@foundry-rs/anvil-linux-amd64@$ANVIL_VERSION" "@foundry-rs/cast-linux-amd64@$ANVIL_VERSION"
+  fi
+fi
+
+if [[ $what == python || $what == all ]]; then
+  if [[ ! -x .venv/bin/moto_server || ! -x .venv/bin/aws || ! -x .venv/bin/cfn-lint ]]; then
+    need python3 "install Python 3.10+ (Debian: apt-get install python3 python3-venv)"
+    echo "installing moto[server], awscli, cfn-lint, web3 into .venv/ ..."
+    python3 -m venv .venv
+    .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  fi
+fi
