@@ -39,8 +39,8 @@ pub enum AgentError {
     PortInUse {
         /// Port number.
         port: u16,
-        /// `tcp`/`udp`.
-        proto: &'static str,
+        /// TCP or UDP.
+        proto: Proto,
         /// Bind address tried.
         addr: IpAddr,
         /// Config key that sets it.
@@ -238,7 +238,7 @@ pub fn check_ports(config: &Config) -> Result<(), AgentError> {
         if taken {
             return Err(AgentError::PortInUse {
                 port,
-                proto: if proto == Proto::Tcp { "tcp" } else { "udp" },
+                proto,
                 addr,
                 key,
                 env: format!("ETHNODE_{}", key.replace('.', "_").to_ascii_uppercase()),
@@ -278,7 +278,7 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
             .await
             .map_err(|_| AgentError::PortInUse {
                 port: config.ports.agent,
-                proto: "tcp",
+                proto: Proto::Tcp,
                 addr: config.agent.listen_addr,
                 key: "ports.agent",
                 env: "ETHNODE_PORTS_AGENT".into(),

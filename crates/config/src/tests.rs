@@ -158,7 +158,7 @@ fn bad_configs_are_refused_with_key_and_fix() {
             &[],
             &[
                 "ports.ws",
-                "port 8545/Tcp is also used by ports.http",
+                "port 8545/tcp is also used by ports.http",
                 "another port",
             ],
         ),

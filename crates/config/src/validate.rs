@@ -12,6 +12,15 @@ pub enum Proto {
     Udp,
 }
 
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        })
+    }
+}
+
 impl Config {
     /// Every port this config listens on, with its key and protocol.
     pub fn listening_ports(&self) -> Vec<(&'static str, u16, Proto)> {
@@ -103,7 +112,7 @@ impl Config {
             {
                 add(
                     key,
-                    format!("port {port}/{proto:?} is also used by {other}"),
+                    format!("port {port}/{proto} is also used by {other}"),
                     format!("give {key} or {other} another port"),
                 );
             }
