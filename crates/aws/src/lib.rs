@@ -1,13 +1,21 @@
-//! ethnode's AWS edge: one `SdkConfig` from the standard settings, the instance metadata service
-//! (IMDSv2 only), and Route53 registration of the node's private address.
+//! ethnode's AWS edge: one `SdkConfig` from the standard settings and one small wrapper per service —
+//! instance metadata (IMDSv2 only), Route53, CloudFormation, EC2, ECR — each returning [`AwsError`].
 //!
 //! Every client honours the SDK's standard endpoint settings (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`), so the same binary runs against
 //! AWS and against a local emulator such as moto.
 
+mod cloudformation;
+mod ec2;
+mod ecr;
+mod error;
 mod imds;
 mod route53;
 
+pub use cloudformation::{Cfn, ChangeSetInfo, ResourceChange, StackEvent, StackInfo, StackOutput};
+pub use ec2::{Ec2, Instance, Volume};
+pub use ecr::{Ecr, RegistryLogin};
+pub use error::AwsError;
 pub use imds::{InstanceFacts, MetadataError, instance_facts};
 pub use route53::{Dns, DnsError, DnsRecord};
 

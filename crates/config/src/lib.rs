@@ -13,9 +13,9 @@ mod validate;
 
 pub use error::{ConfigError, Problem};
 pub use model::{
-    AgentSection, AwsSection, Config, ConsensusClient, ConsensusSection, DevSection, DnsMode,
-    DnsSection, ExecutionClient, ExecutionSection, Network, NodeSection, PortsSection,
-    ReadinessSection,
+    AgentSection, AwsSection, Config, ConsensusClient, ConsensusSection, DeploySection, DevSection,
+    DnsMode, DnsSection, ExecutionClient, ExecutionSection, Network, NodeSection, PortsSection,
+    ReadinessSection, VolumeType, ZoneType,
 };
 pub use validate::Proto;
 

@@ -26,6 +26,8 @@ pub struct Config {
     pub agent: AgentSection,
     /// The dev chain (anvil).
     pub dev: DevSection,
+    /// The AWS stack `ethnode deploy` creates.
+    pub deploy: DeploySection,
 }
 
 /// The chain to follow.
@@ -379,5 +381,107 @@ impl Config {
             .data_dir
             .clone()
             .unwrap_or_else(|| self.node.data_dir.join("lighthouse"))
+    }
+}
+
+/// EBS volume type for chain data.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VolumeType {
+    /// General purpose SSD, IOPS and throughput set independently of size.
+    #[default]
+    Gp3,
+    /// Provisioned IOPS SSD, for sustained high IOPS.
+    Io2,
+}
+
+impl VolumeType {
+    /// The EBS name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolumeType::Gp3 => "gp3",
+            VolumeType::Io2 => "io2",
+        }
+    }
+}
+
+/// Whether the stack's hosted zone is private to the VPC or public.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ZoneType {
+    /// Resolvable only inside the VPC.
+    #[default]
+    Private,
+    /// Delegated from your domain, as in the classic recipe.
+    Public,
+}
+
+impl ZoneType {
+    /// The template's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZoneType::Private => "private",
+            ZoneType::Public => "public",
+        }
+    }
+}
+
+/// `[deploy]`: the CloudFormation parameters. `dns.name` is the DNSName, `node.network` the Network,
+/// `aws.stack_name` the stack.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeploySection {
+    /// VPC to run in (`vpc-…`).
+    pub vpc_id: Option<String>,
+    /// Subnets for the nodes (`subnet-…`).
+    pub subnet_ids: Vec<String>,
+    /// Give each node a public IPv4 so that peers can dial in.
+    pub assign_public_ip: bool,
+    /// EC2 instance type.
+    pub instance_type: String,
+    /// `private` (VPC-only) or `public` hosted zone.
+    pub zone_type: ZoneType,
+    /// Start chain data from this snapshot; unset on an existing stack: keep the stack's current value.
+    pub chain_snapshot_id: Option<String>,
+    /// `gp3` or `io2`.
+    pub volume_type: VolumeType,
+    /// Chain volume size in GiB.
+    pub volume_size_gib: u32,
+    /// Provisioned IOPS.
+    pub volume_iops: u32,
+    /// Throughput in MiB/s (gp3 only).
+    pub volume_throughput: u32,
+    /// Number of nodes (Auto Scaling group size).
+    pub node_count: u32,
+    /// Node image URI (ethnode agent + clients); `ethnode image push` prints it.
+    pub image: Option<String>,
+    /// Optional EC2 key pair; Session Manager is the default way in.
+    pub key_name: Option<String>,
+    /// Days to keep logs.
+    pub log_retention_days: u32,
+    /// CloudWatch alarms and their SNS topic.
+    pub enable_alarms: bool,
+}
+
+impl Default for DeploySection {
+    fn default() -> Self {
+        Self {
+            vpc_id: None,
+            subnet_ids: Vec::new(),
+            assign_public_ip: true,
+            instance_type: "m7i.2xlarge".into(),
+            zone_type: ZoneType::Private,
+            chain_snapshot_id: None,
+            volume_type: VolumeType::Gp3,
+            // Reth full node ~1.2-1.6 TB (2025) + Lighthouse ~130 GiB + ~50 GB/month: a year of headroom.
+            volume_size_gib: 2048,
+            volume_iops: 6000,
+            volume_throughput: 500,
+            node_count: 1,
+            image: None,
+            key_name: None,
+            log_retention_days: 30,
+            enable_alarms: true,
+        }
     }
 }

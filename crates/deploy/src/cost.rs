@@ -1,0 +1,297 @@
+//! `ethnode cost`: what the configured stack costs per month, from the price table in the repo, next to a
+//! hosted RPC plan at the same request volume. Plain arithmetic, no network call.
+
+use ethnode_config::{Config, VolumeType};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The price table (`deploy/prices.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PriceTable {
+    /// When the prices were read.
+    pub date: String,
+    /// Region they are for.
+    pub region: String,
+    /// Where they come from.
+    pub source: String,
+    /// Hours in a billing month.
+    pub hours_per_month: f64,
+    /// On-demand USD per hour by instance type.
+    pub instance_hourly: BTreeMap<String, f64>,
+    /// EBS prices.
+    pub ebs: EbsPrices,
+    /// Everything else.
+    pub other: OtherPrices,
+    /// Usage assumptions.
+    pub assumptions: Assumptions,
+    /// The hosted alternative.
+    pub hosted_rpc: HostedRpc,
+}
+
+/// EBS prices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct EbsPrices {
+    pub gp3_gb_month: f64,
+    pub gp3_free_iops: u32,
+    pub gp3_iops_month: f64,
+    pub gp3_free_mibps: u32,
+    pub gp3_mibps_month: f64,
+    pub io2_gb_month: f64,
+    pub io2_iops_month: f64,
+    pub root_volume_gib: u32,
+    pub snapshot_gb_month: f64,
+}
+
+/// Other prices.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct OtherPrices {
+    pub internet_egress_gb: f64,
+    pub log_ingest_gb: f64,
+    pub hosted_zone_month: f64,
+    pub alarm_month: f64,
+}
+
+/// Usage assumptions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct Assumptions {
+    pub p2p_egress_gb_month: f64,
+    pub chain_used_gb: f64,
+    pub snapshots_kept: u32,
+    pub snapshot_increment_gb: f64,
+    pub log_gb_month: f64,
+    pub alarms: u32,
+}
+
+/// Hosted RPC comparison.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(missing_docs)]
+pub struct HostedRpc {
+    pub usd_per_million_requests: f64,
+    pub requests_per_second: f64,
+}
+
+impl PriceTable {
+    /// Parses a price table.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| format!("price table: {e}"))
+    }
+}
+
+/// One line of the bill.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CostLine {
+    /// What.
+    pub item: String,
+    /// How it is computed.
+    pub detail: String,
+    /// USD per month.
+    pub usd_month: f64,
+}
+
+/// The estimate.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CostReport {
+    /// The lines.
+    pub lines: Vec<CostLine>,
+    /// Their sum.
+    pub total_usd_month: f64,
+    /// A hosted RPC plan at the assumed request volume.
+    pub hosted_usd_month: f64,
+    /// The requests per month compared at.
+    pub hosted_requests_month: f64,
+    /// Price table date and region.
+    pub prices: String,
+}
+
+/// Estimates the monthly cost of the stack `config` describes; `requests_per_second` overrides the
+/// table's comparison volume.
+pub fn estimate(
+    config: &Config,
+    table: &PriceTable,
+    requests_per_second: Option<f64>,
+) -> Result<CostReport, String> {
+    let d = &config.deploy;
+    let nodes = f64::from(d.node_count);
+    let hourly = *table.instance_hourly.get(&d.instance_type).ok_or_else(|| {
+        format!(
+            "no price for instance type {} in the price table ({}); add it under [instance_hourly] or pick one of: {}",
+            d.instance_type,
+            table.region,
+            table.instance_hourly.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let e = &table.ebs;
+    let o = &table.other;
+    let a = &table.assumptions;
+    let mut lines = Vec::new();
+    let mut line = |item: &str, detail: String, usd: f64| {
+        lines.push(CostLine {
+            item: item.into(),
+            detail,
+            usd_month: usd,
+        })
+    };
+    line(
+        "instances",
+        format!(
+            "{nodes} × {} at ${hourly}/h × {} h",
+            d.instance_type, table.hours_per_month
+        ),
+        nodes * hourly * table.hours_per_month,
+    );
+    line(
+        "root volumes",
+        format!("{nodes} × {} GiB gp3", e.root_volume_gib),
+        nodes * f64::from(e.root_volume_gib) * e.gp3_gb_month,
+    );
+    let size = f64::from(d.volume_size_gib);
+    match d.volume_type {
+        VolumeType::Gp3 => {
+            line(
+                "chain volume storage",
+                format!("{nodes} × {size} GiB gp3 at ${}/GB", e.gp3_gb_month),
+                nodes * size * e.gp3_gb_month,
+            );
+            let iops = d.volume_iops.saturating_sub(e.gp3_free_iops);
+            line(
+                "chain volume IOPS",
+                format!("{nodes} × {iops} IOPS above the free {}", e.gp3_free_iops),
+                nodes * f64::from(iops) * e.gp3_iops_month,
+            );
+            let mibps = d.volume_throughput.saturating_sub(e.gp3_free_mibps);
+            line(
+                "chain volume throughput",
+                format!(
+                    "{nodes} × {mibps} MiB/s above the free {}",
+                    e.gp3_free_mibps
+                ),
+                nodes * f64::from(mibps) * e.gp3_mibps_month,
+            );
+        }
+        VolumeType::Io2 => {
+            line(
+                "chain volume storage",
+                format!("{nodes} × {size} GiB io2 at ${}/GB", e.io2_gb_month),
+                nodes * size * e.io2_gb_month,
+            );
+            line(
+                "chain volume IOPS",
+                format!("{nodes} × {} provisioned IOPS", d.volume_iops),
+                nodes * f64::from(d.volume_iops) * e.io2_iops_month,
+            );
+        }
+    }
+    let snap_gb =
+        a.chain_used_gb + f64::from(a.snapshots_kept.saturating_sub(1)) * a.snapshot_increment_gb;
+    line(
+        "snapshots",
+        format!(
+            "{} kept: {} GB used data + {} GB per later snapshot",
+            a.snapshots_kept, a.chain_used_gb, a.snapshot_increment_gb
+        ),
+        if a.snapshots_kept == 0 {
+            0.0
+        } else {
+            snap_gb * e.snapshot_gb_month
+        },
+    );
+    line(
+        "p2p data transfer out",
+        format!(
+            "{nodes} × {} GB at ${}/GB (assumed)",
+            a.p2p_egress_gb_month, o.internet_egress_gb
+        ),
+        nodes * a.p2p_egress_gb_month * o.internet_egress_gb,
+    );
+    line(
+        "logs",
+        format!("{} GB ingested", a.log_gb_month),
+        a.log_gb_month * o.log_ingest_gb,
+    );
+    line("DNS zone", "1 hosted zone".into(), o.hosted_zone_month);
+    if d.enable_alarms {
+        line(
+            "alarms",
+            format!("{} alarms", a.alarms),
+            f64::from(a.alarms) * o.alarm_month,
+        );
+    }
+    let total = lines.iter().map(|l| l.usd_month).sum();
+    let rps = requests_per_second.unwrap_or(table.hosted_rpc.requests_per_second);
+    let requests = rps * table.hours_per_month * 3600.0;
+    Ok(CostReport {
+        lines,
+        total_usd_month: total,
+        hosted_usd_month: requests / 1e6 * table.hosted_rpc.usd_per_million_requests,
+        hosted_requests_month: requests,
+        prices: format!(
+            "{} prices of {} ({})",
+            table.region, table.date, table.source
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> PriceTable {
+        PriceTable::parse(crate::PRICES).unwrap()
+    }
+
+    #[test]
+    fn default_stack_costs_what_the_table_says() {
+        let r = estimate(&Config::default(), &table(), None).unwrap();
+        let get = |item: &str| r.lines.iter().find(|l| l.item == item).unwrap().usd_month;
+        // 0.4032 $/h × 730 h
+        assert!((get("instances") - 294.336).abs() < 1e-9);
+        // 2048 GiB × $0.08
+        assert!((get("chain volume storage") - 163.84).abs() < 1e-9);
+        // (6000 − 3000) IOPS × $0.005
+        assert!((get("chain volume IOPS") - 15.0).abs() < 1e-9);
+        // (500 − 125) MiB/s × $0.04
+        assert!((get("chain volume throughput") - 15.0).abs() < 1e-9);
+        // (1500 + 2 × 150) GB × $0.05
+        assert!((get("snapshots") - 90.0).abs() < 1e-9);
+        // 1200 GB × $0.09
+        assert!((get("p2p data transfer out") - 108.0).abs() < 1e-9);
+        let sum: f64 = r.lines.iter().map(|l| l.usd_month).sum();
+        assert!((r.total_usd_month - sum).abs() < 1e-9);
+        // 50 req/s × 730 h × 3600 s = 131.4 M requests × $10/M
+        assert!((r.hosted_usd_month - 1314.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn more_nodes_and_io2_scale_the_right_lines() {
+        let mut c = Config::default();
+        c.deploy.node_count = 2;
+        c.deploy.volume_type = VolumeType::Io2;
+        c.deploy.volume_iops = 10_000;
+        let r = estimate(&c, &table(), Some(10.0)).unwrap();
+        let get = |item: &str| r.lines.iter().find(|l| l.item == item).unwrap().usd_month;
+        assert!((get("instances") - 2.0 * 294.336).abs() < 1e-9);
+        assert!((get("chain volume storage") - 2.0 * 2048.0 * 0.125).abs() < 1e-9);
+        assert!((get("chain volume IOPS") - 2.0 * 10_000.0 * 0.065).abs() < 1e-9);
+        assert!(!r.lines.iter().any(|l| l.item == "chain volume throughput"));
+        assert!((r.hosted_usd_month - 262.8).abs() < 1e-6);
+    }
+
+    #[test]
+    fn unknown_instance_type_says_which_are_priced() {
+        let mut c = Config::default();
+        c.deploy.instance_type = "x9.huge".into();
+        let e = estimate(&c, &table(), None).unwrap_err();
+        assert!(
+            e.contains("no price for instance type x9.huge") && e.contains("m7i.2xlarge"),
+            "{e}"
+        );
+    }
+}

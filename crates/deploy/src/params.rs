@@ -1,0 +1,498 @@
+//! Stack parameters from the config, validated with messages that name the config key and the fix.
+
+use ethnode_config::{Config, Network, VolumeType};
+use std::fmt;
+
+/// One parameter problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError {
+    /// The template parameter.
+    pub parameter: &'static str,
+    /// The config key that sets it.
+    pub key: &'static str,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({}): {}", self.parameter, self.key, self.message)
+    }
+}
+
+/// The template's parameters, as ethnode will pass them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StackParams {
+    /// Name/value pairs in template order.
+    pub values: Vec<(&'static str, String)>,
+}
+
+impl StackParams {
+    /// A parameter's value.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.values
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// As `(String, String)` pairs for the SDK.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.values
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect()
+    }
+
+    /// The parameters file the aws CLI takes (`--parameters file://params.json`).
+    pub fn to_cli_json(&self) -> String {
+        let list: Vec<_> = self
+            .values
+            .iter()
+            .map(|(k, v)| serde_json::json!({"ParameterKey": k, "ParameterValue": v}))
+            .collect();
+        serde_json::to_string_pretty(&list).unwrap_or_default()
+    }
+
+    /// Builds and validates the parameters. `current_snapshot` is the deployed stack's ChainSnapshotId:
+    /// kept when the config does not set one, so a deploy never undoes a promoted snapshot.
+    pub fn from_config(
+        config: &Config,
+        current_snapshot: Option<&str>,
+    ) -> Result<Self, Vec<ParamError>> {
+        let d = &config.deploy;
+        let mut errors = Vec::new();
+        let mut err = |parameter, key, message: String| {
+            errors.push(ParamError {
+                parameter,
+                key,
+                message,
+            })
+        };
+
+        if config.node.network == Network::Dev {
+            err(
+                "Network",
+                "node.network",
+                "the dev network runs on your machine (`ethnode up --dev`); deploy mainnet, sepolia or hoodi".into(),
+            );
+        }
+        let vpc = d.vpc_id.clone().unwrap_or_default();
+        if vpc.is_empty() {
+            err(
+                "VpcId",
+                "deploy.vpc_id",
+                "missing: set deploy.vpc_id = \"vpc-…\" (aws ec2 describe-vpcs lists yours)".into(),
+            );
+        } else if !aws_id(&vpc, "vpc-") {
+            err(
+                "VpcId",
+                "deploy.vpc_id",
+                format!("`{vpc}` is not a VPC id: expected vpc- and 8 or 17 hex digits"),
+            );
+        }
+        if d.subnet_ids.is_empty() {
+            err(
+                "SubnetIds",
+                "deploy.subnet_ids",
+                "missing: list at least one subnet of the VPC, e.g. [\"subnet-…\"]".into(),
+            );
+        }
+        for s in &d.subnet_ids {
+            if !aws_id(s, "subnet-") {
+                err(
+                    "SubnetIds",
+                    "deploy.subnet_ids",
+                    format!("`{s}` is not a subnet id: expected subnet- and 8 or 17 hex digits"),
+                );
+            }
+        }
+        check_instance_type(&d.instance_type, config.node.network, &mut err);
+        let dns = config.dns.name.clone().unwrap_or_default();
+        if dns.is_empty() {
+            err("DNSName", "dns.name", "missing: the name the nodes register under, e.g. dns.name = \"mainnet.eth.internal\"".into());
+        } else if !dns.contains('.') {
+            err(
+                "DNSName",
+                "dns.name",
+                format!("`{dns}` needs a domain part, e.g. \"{dns}.eth.internal\""),
+            );
+        }
+        let snapshot = d
+            .chain_snapshot_id
+            .clone()
+            .or_else(|| current_snapshot.map(str::to_owned))
+            .unwrap_or_default();
+        if !snapshot.is_empty() && !aws_id(&snapshot, "snap-") {
+            err(
+                "ChainSnapshotId",
+                "deploy.chain_snapshot_id",
+                format!(
+                    "`{snapshot}` is not a snapshot id: expected snap- and 8 or 17 hex digits, or remove the key for a fresh volume"
+                ),
+            );
+        }
+        check_volume(config, &mut err);
+        if !(1..=10).contains(&d.node_count) {
+            err(
+                "NodeCount",
+                "deploy.node_count",
+                format!("{} is outside 1..=10", d.node_count),
+            );
+        }
+        let image = d.image.clone().unwrap_or_default();
+        if image.is_empty() {
+            err("ImageUri", "deploy.image", "missing: push the node image with `ethnode image push` and set deploy.image to the URI it prints".into());
+        } else if image.contains(char::is_whitespace)
+            || image.starts_with(|c: char| !c.is_ascii_alphanumeric())
+        {
+            err(
+                "ImageUri",
+                "deploy.image",
+                format!("`{image}` is not an image reference"),
+            );
+        }
+        const RETENTION: [u32; 15] = [
+            1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
+        ];
+        if !RETENTION.contains(&d.log_retention_days) {
+            err(
+                "LogRetentionDays",
+                "deploy.log_retention_days",
+                format!(
+                    "{} is not a CloudWatch Logs retention; use one of {RETENTION:?}",
+                    d.log_retention_days
+                ),
+            );
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let values = vec![
+            ("Network", config.node.network.as_str().to_owned()),
+            ("ImageUri", image),
+            ("NodeCount", d.node_count.to_string()),
+            ("InstanceType", d.instance_type.clone()),
+            ("VpcId", vpc),
+            ("SubnetIds", d.subnet_ids.join(",")),
+            ("AssignPublicIp", d.assign_public_ip.to_string()),
+            ("DNSName", dns),
+            ("ZoneType", d.zone_type.as_str().to_owned()),
+            ("ChainSnapshotId", snapshot),
+            ("VolumeType", d.volume_type.as_str().to_owned()),
+            ("VolumeSize", d.volume_size_gib.to_string()),
+            ("VolumeIops", d.volume_iops.to_string()),
+            ("VolumeThroughput", d.volume_throughput.to_string()),
+            ("KeyName", d.key_name.clone().unwrap_or_default()),
+            ("LogRetentionDays", d.log_retention_days.to_string()),
+            ("EnableAlarms", d.enable_alarms.to_string()),
+        ];
+        Ok(Self { values })
+    }
+}
+
+/// `vpc-`/`subnet-`/`snap-` followed by 8 (old) or 17 (current) lowercase hex digits.
+fn aws_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|hex| {
+        (hex.len() == 8 || hex.len() == 17)
+            && hex
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    })
+}
+
+fn check_instance_type(
+    t: &str,
+    network: Network,
+    err: &mut impl FnMut(&'static str, &'static str, String),
+) {
+    let Some((family, size)) = t.split_once('.') else {
+        err(
+            "InstanceType",
+            "deploy.instance_type",
+            format!("`{t}` is not an instance type: expected FAMILY.SIZE, e.g. m7i.2xlarge"),
+        );
+        return;
+    };
+    let family_ok = family
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase())
+        && family
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    let size_ok = !size.is_empty()
+        && size
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if !family_ok || !size_ok {
+        err(
+            "InstanceType",
+            "deploy.instance_type",
+            format!("`{t}` is not an instance type: expected FAMILY.SIZE, e.g. m7i.2xlarge"),
+        );
+        return;
+    }
+    // Reth + Lighthouse on mainnet need >= 16 GiB; below xlarge no general-purpose family has it.
+    if network == Network::Mainnet && ["nano", "micro", "small", "medium", "large"].contains(&size)
+    {
+        err(
+            "InstanceType",
+            "deploy.instance_type",
+            format!(
+                "`{t}` is too small for a mainnet node (Reth + Lighthouse want >= 16 GiB of memory); use e.g. m7i.2xlarge or r7i.xlarge"
+            ),
+        );
+    }
+}
+
+fn check_volume(config: &Config, err: &mut impl FnMut(&'static str, &'static str, String)) {
+    let d = &config.deploy;
+    let size = d.volume_size_gib;
+    if !(500..=16384).contains(&size) {
+        err(
+            "VolumeSize",
+            "deploy.volume_size_gib",
+            format!("{size} GiB is outside 500..=16384 (a mainnet full node alone is ~1.5 TB)"),
+        );
+    }
+    match d.volume_type {
+        VolumeType::Gp3 => {
+            // (The IOPS-per-GiB ratios, 500 for gp3 and 1000 for io2, cannot bind at 500 GiB and up.)
+            if !(3000..=16000).contains(&d.volume_iops) {
+                err(
+                    "VolumeIops",
+                    "deploy.volume_iops",
+                    format!("{} is outside gp3's 3000..=16000", d.volume_iops),
+                );
+            }
+            if !(125..=1000).contains(&d.volume_throughput) {
+                err(
+                    "VolumeThroughput",
+                    "deploy.volume_throughput",
+                    format!("{} MiB/s is outside gp3's 125..=1000", d.volume_throughput),
+                );
+            } else if f64::from(d.volume_throughput) > 0.25 * f64::from(d.volume_iops) {
+                err(
+                    "VolumeThroughput",
+                    "deploy.volume_throughput",
+                    format!(
+                        "gp3 allows at most 0.25 MiB/s per IOPS: {} MiB/s needs >= {} IOPS",
+                        d.volume_throughput,
+                        d.volume_throughput * 4
+                    ),
+                );
+            }
+        }
+        VolumeType::Io2 => {
+            if !(100..=64000).contains(&d.volume_iops) {
+                err(
+                    "VolumeIops",
+                    "deploy.volume_iops",
+                    format!("{} is outside io2's 100..=64000", d.volume_iops),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn good() -> Config {
+        let mut c = Config::default();
+        c.deploy.vpc_id = Some("vpc-0123456789abcdef0".into());
+        c.deploy.subnet_ids = vec!["subnet-0123456789abcdef0".into(), "subnet-01234567".into()];
+        c.deploy.image =
+            Some("123456789012.dkr.ecr.eu-central-1.amazonaws.com/ethnode:0.1.0".into());
+        c.dns.name = Some("mainnet.eth.internal".into());
+        c
+    }
+
+    #[test]
+    fn defaults_make_the_documented_stack() {
+        let p = StackParams::from_config(&good(), None).unwrap();
+        assert_eq!(p.get("VolumeSize"), Some("2048"));
+        assert_eq!(p.get("VolumeIops"), Some("6000"));
+        assert_eq!(p.get("VolumeThroughput"), Some("500"));
+        assert_eq!(p.get("VolumeType"), Some("gp3"));
+        assert_eq!(
+            p.get("SubnetIds"),
+            Some("subnet-0123456789abcdef0,subnet-01234567")
+        );
+        assert_eq!(p.get("ChainSnapshotId"), Some(""));
+        assert_eq!(p.get("ZoneType"), Some("private"));
+        let json: serde_json::Value = serde_json::from_str(&p.to_cli_json()).unwrap();
+        assert_eq!(
+            json[0],
+            serde_json::json!({"ParameterKey": "Network", "ParameterValue": "mainnet"})
+        );
+    }
+
+    #[test]
+    fn every_template_parameter_is_passed_and_nothing_else() {
+        let p = StackParams::from_config(&good(), None).unwrap();
+        let template_params: Vec<&str> = crate::TEMPLATE
+            .split("\nParameters:\n")
+            .nth(1)
+            .unwrap()
+            .split("\nConditions:")
+            .next()
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
+            .map(|l| l.trim().trim_end_matches(':'))
+            .collect();
+        let mut ours: Vec<&str> = p.values.iter().map(|(k, _)| *k).collect();
+        let mut theirs = template_params.clone();
+        ours.sort();
+        theirs.sort();
+        assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn current_snapshot_is_kept_unless_the_config_sets_one() {
+        let p = StackParams::from_config(&good(), Some("snap-0123456789abcdef0")).unwrap();
+        assert_eq!(p.get("ChainSnapshotId"), Some("snap-0123456789abcdef0"));
+        let mut c = good();
+        c.deploy.chain_snapshot_id = Some("snap-0fedcba9876543210".into());
+        let p = StackParams::from_config(&c, Some("snap-0123456789abcdef0")).unwrap();
+        assert_eq!(p.get("ChainSnapshotId"), Some("snap-0fedcba9876543210"));
+    }
+
+    #[test]
+    fn bad_parameters_are_refused_with_key_and_fix() {
+        type Case = (fn(&mut Config), &'static str, &'static str);
+        let cases: Vec<Case> = vec![
+            (
+                |c| c.deploy.vpc_id = None,
+                "VpcId (deploy.vpc_id): missing",
+                "describe-vpcs",
+            ),
+            (
+                |c| c.deploy.vpc_id = Some("vpc-xyz".into()),
+                "VpcId (deploy.vpc_id): `vpc-xyz` is not a VPC id",
+                "hex",
+            ),
+            (
+                |c| c.deploy.vpc_id = Some("subnet-0123456789abcdef0".into()),
+                "is not a VPC id",
+                "vpc-",
+            ),
+            (
+                |c| c.deploy.subnet_ids.clear(),
+                "SubnetIds (deploy.subnet_ids): missing",
+                "subnet-",
+            ),
+            (
+                |c| c.deploy.subnet_ids.push("sg-01234567".into()),
+                "`sg-01234567` is not a subnet id",
+                "subnet-",
+            ),
+            (
+                |c| c.deploy.chain_snapshot_id = Some("snap-123".into()),
+                "ChainSnapshotId (deploy.chain_snapshot_id): `snap-123` is not a snapshot id",
+                "remove the key",
+            ),
+            (
+                |c| c.deploy.chain_snapshot_id = Some("vol-0123456789abcdef0".into()),
+                "is not a snapshot id",
+                "snap-",
+            ),
+            (
+                |c| c.deploy.instance_type = "m7i".into(),
+                "InstanceType (deploy.instance_type): `m7i` is not an instance type",
+                "FAMILY.SIZE",
+            ),
+            (
+                |c| c.deploy.instance_type = "M7I.2XLARGE".into(),
+                "is not an instance type",
+                "m7i.2xlarge",
+            ),
+            (
+                |c| c.deploy.instance_type = "t3.micro".into(),
+                "`t3.micro` is too small for a mainnet node",
+                "16 GiB",
+            ),
+            (
+                |c| c.dns.name = None,
+                "DNSName (dns.name): missing",
+                "mainnet.eth.internal",
+            ),
+            (
+                |c| c.dns.name = Some("node".into()),
+                "DNSName (dns.name): `node` needs a domain part",
+                "node.eth.internal",
+            ),
+            (
+                |c| c.deploy.image = None,
+                "ImageUri (deploy.image): missing",
+                "ethnode image push",
+            ),
+            (
+                |c| c.deploy.volume_iops = 20000,
+                "VolumeIops (deploy.volume_iops): 20000 is outside gp3",
+                "16000",
+            ),
+            (
+                |c| c.deploy.volume_throughput = 2000,
+                "VolumeThroughput",
+                "125..=1000",
+            ),
+            (
+                |c| {
+                    c.deploy.volume_iops = 3000;
+                    c.deploy.volume_throughput = 1000
+                },
+                "0.25 MiB/s per IOPS",
+                "4000 IOPS",
+            ),
+            (
+                |c| c.deploy.volume_size_gib = 100,
+                "VolumeSize (deploy.volume_size_gib): 100 GiB is outside",
+                "1.5 TB",
+            ),
+            (
+                |c| c.deploy.node_count = 0,
+                "NodeCount (deploy.node_count): 0",
+                "1..=10",
+            ),
+            (
+                |c| c.deploy.log_retention_days = 10,
+                "LogRetentionDays",
+                "retention",
+            ),
+            (
+                |c| c.node.network = Network::Dev,
+                "Network (node.network)",
+                "ethnode up --dev",
+            ),
+        ];
+        for (mutate, fragment, fix) in cases {
+            let mut c = good();
+            mutate(&mut c);
+            let errors = StackParams::from_config(&c, None).expect_err(fragment);
+            let text = errors
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n");
+            assert!(text.contains(fragment), "expected {fragment:?} in:\n{text}");
+            assert!(text.contains(fix), "expected fix {fix:?} in:\n{text}");
+        }
+    }
+
+    #[test]
+    fn io2_limits_differ_from_gp3() {
+        let mut c = good();
+        c.deploy.volume_type = VolumeType::Io2;
+        c.deploy.volume_iops = 32000;
+        let p = StackParams::from_config(&c, None).unwrap();
+        assert_eq!(p.get("VolumeType"), Some("io2"));
+        // 20,000 IOPS is fine on io2 though not on gp3; 100,000 is too much for either.
+        c.deploy.volume_iops = 100_000;
+        let e = StackParams::from_config(&c, None).unwrap_err();
+        assert!(e[0].message.contains("outside io2's 100..=64000"), "{e:?}");
+    }
+}
