@@ -19,7 +19,9 @@ pub use error::AwsError;
 pub use imds::{InstanceFacts, MetadataError, instance_facts};
 pub use route53::{Dns, DnsError, DnsRecord};
 
-use aws_config::{BehaviorVersion, Region, SdkConfig, retry::RetryConfig};
+pub use aws_config::SdkConfig;
+
+use aws_config::{BehaviorVersion, Region, retry::RetryConfig};
 
 /// Loads the one shared SDK configuration: credentials, region and endpoints from the standard chain,
 /// with `region` (from ethnode.toml) taking precedence when set.

@@ -77,7 +77,7 @@ pub fn summarize(changes: &[ResourceChange]) -> Vec<(Severity, String)> {
             (sev, line)
         })
         .collect();
-    lines.sort_by(|a, b| b.0.cmp(&a.0));
+    lines.sort_by_key(|l| std::cmp::Reverse(l.0));
     lines
 }
 

@@ -2,6 +2,13 @@
 
 mod agent;
 mod config;
+mod cost;
+mod deploy;
+mod destroy;
+mod image;
+mod stack;
+mod status;
+mod template;
 mod up;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +46,21 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(config::ConfigCmd),
+    /// Create or update the AWS stack through a change set, then follow it live.
+    Deploy(deploy::DeployArgs),
+    /// Update the existing AWS stack (like deploy, but never creates one).
+    Update(deploy::DeployArgs),
+    /// Stack state, outputs, instances and each node's readiness.
+    Status(status::StatusArgs),
+    /// Snapshot the chain volumes, then delete the stack.
+    Destroy(destroy::DestroyArgs),
+    /// Print the CloudFormation template (or, with --parameters, its parameters file).
+    Template(template::TemplateArgs),
+    /// Build or push the node image.
+    #[command(subcommand)]
+    Image(image::ImageCmd),
+    /// Monthly cost of the configured stack, next to a hosted RPC plan.
+    Cost(cost::CostArgs),
 }
 
 impl Cli {
@@ -51,6 +73,13 @@ impl Cli {
             Command::Up(args) => args.run(&globals).await,
             Command::Agent(args) => args.run(&globals).await,
             Command::Config(cmd) => cmd.run(&globals),
+            Command::Deploy(args) => args.run(&globals, false).await,
+            Command::Update(args) => args.run(&globals, true).await,
+            Command::Status(args) => args.run(&globals).await,
+            Command::Destroy(args) => args.run(&globals).await,
+            Command::Template(args) => args.run(&globals),
+            Command::Image(cmd) => cmd.run(&globals).await,
+            Command::Cost(args) => args.run(&globals),
         }
     }
 }
