@@ -30,3 +30,74 @@ pub fn stack_name(config: &ethnode_config::Config) -> String {
         .clone()
         .unwrap_or_else(|| format!("ethnode-{}", config.node.network.as_str()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::TEMPLATE;
+    use std::collections::BTreeSet;
+
+    /// (protocol, port) of the template's ingress rules whose source contains `source`.
+    fn rules_from(source: &str) -> BTreeSet<(String, u16)> {
+        TEMPLATE
+            .lines()
+            .filter(|l| l.contains("IpProtocol:") && l.contains(source))
+            .map(|l| {
+                let field = |name: &str| {
+                    l.split(name)
+                        .nth(1)
+                        .and_then(|rest| rest.split(',').next())
+                        .map(|v| v.trim().to_string())
+                        .unwrap()
+                };
+                (field("IpProtocol:"), field("FromPort:").parse().unwrap())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn template_opens_p2p_to_ipv4_and_ipv6_and_nothing_else() {
+        let p2p: BTreeSet<(String, u16)> = [
+            ("tcp", 30303),
+            ("udp", 30303),
+            ("tcp", 9000),
+            ("udp", 9000),
+            ("udp", 9001),
+        ]
+        .into_iter()
+        .map(|(p, n)| (p.to_string(), n))
+        .collect();
+        assert_eq!(rules_from("CidrIp: 0.0.0.0/0"), p2p);
+        assert_eq!(rules_from("CidrIpv6: \"::/0\""), p2p);
+        let from_access = rules_from("SourceSecurityGroupId: !Ref AccessSecurityGroup");
+        let rpc: BTreeSet<(String, u16)> = [8545, 8546, 8555]
+            .into_iter()
+            .map(|n| ("tcp".to_string(), n))
+            .collect();
+        assert_eq!(from_access, rpc);
+        let all_rules = TEMPLATE
+            .lines()
+            .filter(|l| l.contains("IpProtocol:"))
+            .count();
+        assert_eq!(
+            all_rules,
+            2 * p2p.len() + rpc.len(),
+            "an ingress rule of another kind crept in"
+        );
+        assert!(
+            !TEMPLATE.contains("8551"),
+            "the Engine API port must never be opened"
+        );
+    }
+
+    #[test]
+    fn template_has_no_wildcard_iam_actions() {
+        for line in TEMPLATE.lines().filter(|l| l.contains("Action")) {
+            assert!(
+                !line.contains("Action: \"*\"")
+                    && !line.contains("Action: '*'")
+                    && !line.contains(":*"),
+                "{line}"
+            );
+        }
+    }
+}

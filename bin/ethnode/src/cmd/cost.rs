@@ -33,12 +33,17 @@ impl CostArgs {
             None => PRICES.to_owned(),
         };
         let table = PriceTable::parse(&text).map_err(anyhow::Error::msg)?;
-        let report = estimate(&config, &table, self.requests_per_second).map_err(anyhow::Error::msg)?;
+        let report =
+            estimate(&config, &table, self.requests_per_second).map_err(anyhow::Error::msg)?;
         if self.json {
             println!("{}", serde_json::to_string_pretty(&report)?);
             return Ok(ExitCode::SUCCESS);
         }
-        println!("Monthly cost of stack {} ({}):", ethnode_deploy::stack_name(&config), report.prices);
+        println!(
+            "Monthly cost of stack {} ({}):",
+            ethnode_deploy::stack_name(&config),
+            report.prices
+        );
         for l in &report.lines {
             println!("  {:<24} {:>10.2} USD   {}", l.item, l.usd_month, l.detail);
         }
@@ -48,7 +53,9 @@ impl CostArgs {
             report.hosted_requests_month / 1e6,
             report.hosted_usd_month
         );
-        println!("The own node's cost does not grow with requests; the hosted plan's does, and it is not under your control.");
+        println!(
+            "The own node's cost does not grow with requests; the hosted plan's does, and it is not under your control."
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -39,9 +39,9 @@ impl DeployArgs {
         let stack = &ctx.stack;
         let existing = cfn.describe(stack).await?;
         match &existing {
-            None if update_only => anyhow::bail!(
-                "stack {stack} does not exist; `ethnode deploy` creates it"
-            ),
+            None if update_only => {
+                anyhow::bail!("stack {stack} does not exist; `ethnode deploy` creates it")
+            }
             Some(s) if s.status.ends_with("_IN_PROGRESS") => anyhow::bail!(
                 "stack {stack} is busy ({}); wait for it (`ethnode status`) and run again",
                 s.status
@@ -51,7 +51,9 @@ impl DeployArgs {
             ),
             _ => {}
         }
-        let current_snapshot = existing.as_ref().and_then(|s| s.parameter("ChainSnapshotId"));
+        let current_snapshot = existing
+            .as_ref()
+            .and_then(|s| s.parameter("ChainSnapshotId"));
         let params = StackParams::from_config(&ctx.config, current_snapshot)
             .map_err(|e| anyhow::anyhow!("{}", e[0]))?;
         let create = existing.is_none();
@@ -70,13 +72,19 @@ impl DeployArgs {
 
         let name = format!(
             "ethnode-{}",
-            SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs())
         );
         let id = cfn
             .create_change_set(stack, &name, TEMPLATE, &params.pairs(), create)
             .await?;
         let info = cfn
-            .wait_change_set(&id, Duration::from_secs(self.stack.poll_secs.max(1)), Duration::from_secs(600))
+            .wait_change_set(
+                &id,
+                Duration::from_secs(self.stack.poll_secs.max(1)),
+                Duration::from_secs(600),
+            )
             .await?;
         if info.status == "FAILED" {
             let reason = info.reason.clone().unwrap_or_default();
@@ -99,9 +107,14 @@ impl DeployArgs {
             println!("{mark} {line}");
         }
         if lines.iter().any(|(s, _)| *s == Severity::Danger) {
-            println!("\n!! This change REPLACES resources that hold chain data or serve every node (marked !!).");
+            println!(
+                "\n!! This change REPLACES resources that hold chain data or serve every node (marked !!)."
+            );
         }
-        if !confirm(&format!("Apply {} changes to {stack}?", lines.len()), self.yes)? {
+        if !confirm(
+            &format!("Apply {} changes to {stack}?", lines.len()),
+            self.yes,
+        )? {
             let _ = cfn.delete_change_set(&id).await;
             println!("Not applied; the change set was deleted.");
             return Ok(ExitCode::SUCCESS);

@@ -47,10 +47,16 @@ impl DestroyArgs {
         let keep = if self.no_final_snapshot {
             "the chain data is NOT kept (--no-final-snapshot)".to_string()
         } else {
-            format!("each of its {} chain volume(s) is snapshotted first", volumes.len())
+            format!(
+                "each of its {} chain volume(s) is snapshotted first",
+                volumes.len()
+            )
         };
         println!("Destroying stack {stack} ({}): {keep}.", info.status);
-        if !confirm(&format!("Delete stack {stack} and all its resources?"), self.yes)? {
+        if !confirm(
+            &format!("Delete stack {stack} and all its resources?"),
+            self.yes,
+        )? {
             println!("Not destroyed.");
             return Ok(ExitCode::SUCCESS);
         }
@@ -66,7 +72,11 @@ impl DestroyArgs {
                     ("Name".to_string(), format!("{stack} final")),
                 ];
                 let snap = ec2
-                    .create_snapshot(&v.id, &format!("ethnode {stack}: final snapshot before destroy"), &tags)
+                    .create_snapshot(
+                        &v.id,
+                        &format!("ethnode {stack}: final snapshot before destroy"),
+                        &tags,
+                    )
                     .await?;
                 println!("  snapshot {snap} of {} ({} GiB) started", v.id, v.size_gib);
             }

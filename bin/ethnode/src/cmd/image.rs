@@ -37,7 +37,10 @@ fn docker_engine() -> anyhow::Result<()> {
             let err = String::from_utf8_lossy(&o.stderr);
             anyhow::bail!(
                 "no Docker engine reachable (`docker info`: {}). Building and pushing the image needs one: run this where Docker runs (a workstation or a CI runner)",
-                err.lines().find(|l| !l.trim().is_empty()).unwrap_or("no answer").trim()
+                err.lines()
+                    .find(|l| !l.trim().is_empty())
+                    .unwrap_or("no answer")
+                    .trim()
             )
         }
         Err(e) => anyhow::bail!(
@@ -67,22 +70,42 @@ impl ImageCmd {
                 let (uri, created) = ecr.ensure_repository(&a.repository).await?;
                 println!(
                     "ECR repository {uri} {}",
-                    if created { "created (scan on push, immutable tags)" } else { "exists" }
+                    if created {
+                        "created (scan on push, immutable tags)"
+                    } else {
+                        "exists"
+                    }
                 );
                 let login = ecr.login().await?;
                 docker_engine()?;
                 build(&a)?;
                 let mut docker_login = Command::new("docker")
-                    .args(["login", "--username", &login.username, "--password-stdin", &login.endpoint])
+                    .args([
+                        "login",
+                        "--username",
+                        &login.username,
+                        "--password-stdin",
+                        &login.endpoint,
+                    ])
                     .stdin(Stdio::piped())
                     .spawn()?;
                 if let Some(mut stdin) = docker_login.stdin.take() {
                     std::io::Write::write_all(&mut stdin, login.password.as_bytes())?;
                 }
-                anyhow::ensure!(docker_login.wait()?.success(), "docker login to {} failed", login.endpoint);
+                anyhow::ensure!(
+                    docker_login.wait()?.success(),
+                    "docker login to {} failed",
+                    login.endpoint
+                );
                 let target = format!("{uri}:{}", a.tag);
-                run(Command::new("docker").args(["tag", &local_tag(&a), &target]), "docker tag")?;
-                run(Command::new("docker").args(["push", &target]), "docker push")?;
+                run(
+                    Command::new("docker").args(["tag", &local_tag(&a), &target]),
+                    "docker tag",
+                )?;
+                run(
+                    Command::new("docker").args(["push", &target]),
+                    "docker push",
+                )?;
                 println!("Pushed. Set in ethnode.toml:\n  [deploy]\n  image = \"{target}\"");
             }
         }
@@ -101,7 +124,14 @@ fn build(a: &ImageArgs) -> anyhow::Result<()> {
         "run from the ethnode repository root: the image builds the agent from source (deploy/docker/Dockerfile)"
     );
     run(
-        Command::new("docker").args(["build", "-f", "deploy/docker/Dockerfile", "-t", &local_tag(a), "."]),
+        Command::new("docker").args([
+            "build",
+            "-f",
+            "deploy/docker/Dockerfile",
+            "-t",
+            &local_tag(a),
+            ".",
+        ]),
         "docker build",
     )
 }

@@ -40,7 +40,13 @@ async fn readiness(http: &reqwest::Client, ip: &str) -> serde_json::Value {
                 .map(|cs| {
                     cs.iter()
                         .filter(|c| c["ok"] == false)
-                        .map(|c| format!("{}: {}", c["name"].as_str().unwrap_or("?"), c["detail"].as_str().unwrap_or("")))
+                        .map(|c| {
+                            format!(
+                                "{}: {}",
+                                c["name"].as_str().unwrap_or("?"),
+                                c["detail"].as_str().unwrap_or("")
+                            )
+                        })
                         .collect()
                 })
                 .unwrap_or_default();
@@ -63,7 +69,10 @@ impl StatusArgs {
         };
         let cfn = Cfn::new(&ctx.sdk);
         let Some(stack) = cfn.describe(&ctx.stack).await? else {
-            eprintln!("No stack {} in this region; `ethnode deploy` creates it.", ctx.stack);
+            eprintln!(
+                "No stack {} in this region; `ethnode deploy` creates it.",
+                ctx.stack
+            );
             return Ok(ExitCode::FAILURE);
         };
         let instances = Ec2::new(&ctx.sdk)
@@ -75,9 +84,13 @@ impl StatusArgs {
         let mut nodes = Vec::new();
         for i in &instances {
             let ready = match &i.private_ip {
-                _ if self.no_probe => serde_json::json!({"reachable": null, "ready": null, "why": "not asked (--no-probe)"}),
+                _ if self.no_probe => {
+                    serde_json::json!({"reachable": null, "ready": null, "why": "not asked (--no-probe)"})
+                }
                 Some(ip) if i.state == "running" => readiness(&http, ip).await,
-                _ => serde_json::json!({"reachable": false, "ready": null, "why": format!("instance {}", i.state)}),
+                _ => {
+                    serde_json::json!({"reachable": false, "ready": null, "why": format!("instance {}", i.state)})
+                }
             };
             nodes.push((i, ready));
         }
@@ -93,20 +106,44 @@ impl StatusArgs {
         if let Some(r) = &stack.reason {
             println!("  reason: {r}");
         }
-        for key in ["Network", "NodeCount", "InstanceType", "ChainSnapshotId", "DNSName"] {
+        for key in [
+            "Network",
+            "NodeCount",
+            "InstanceType",
+            "ChainSnapshotId",
+            "DNSName",
+        ] {
             if let Some(v) = stack.parameter(key) {
                 println!("  {key:<18} {}", if v.is_empty() { "-" } else { v });
             }
         }
         println!("Outputs:");
         for o in &stack.outputs {
-            println!("  {:<20} {}{}", o.key, o.value, o.export.as_ref().map(|e| format!("  (export {e})")).unwrap_or_default());
+            println!(
+                "  {:<20} {}{}",
+                o.key,
+                o.value,
+                o.export
+                    .as_ref()
+                    .map(|e| format!("  (export {e})"))
+                    .unwrap_or_default()
+            );
         }
         println!("Nodes ({}):", nodes.len());
         for (i, r) in &nodes {
             let verdict = match (r["reachable"].as_bool(), r["ready"].as_bool()) {
                 (Some(true), Some(true)) => "ready".to_string(),
-                (Some(true), _) => format!("NOT READY: {}", r["failing"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect::<Vec<_>>().join("; ")).unwrap_or_default()),
+                (Some(true), _) => format!(
+                    "NOT READY: {}",
+                    r["failing"]
+                        .as_array()
+                        .map(|a| a
+                            .iter()
+                            .filter_map(|x| x.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; "))
+                        .unwrap_or_default()
+                ),
                 _ => r["why"].as_str().unwrap_or("unknown").to_string(),
             };
             println!(

@@ -16,8 +16,8 @@ pub fn root() -> PathBuf {
 /// A tool installed by scripts/test.sh into .tools (npm) or .venv (PyPI).
 pub fn tool(name: &str) -> PathBuf {
     let candidates = [
-        root().join(".tools/node_modules/.bin").join(name),
         root().join(".venv/bin").join(name),
+        root().join(".tools/node_modules/.bin").join(name),
     ];
     candidates
         .iter()
@@ -298,7 +298,9 @@ impl Moto {
     /// Starts moto_server and waits until it answers.
     pub async fn start() -> Self {
         let port = free_port();
-        let child = Command::new(tool("moto_server"))
+        // scripts/moto_server.py: moto's server plus one fix (outputs after change sets; see the file).
+        let child = Command::new(tool("python"))
+            .arg(root().join("scripts/moto_server.py"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -323,6 +325,22 @@ impl Moto {
             ("AWS_REGION", "us-east-1".into()),
             ("AWS_DEFAULT_REGION", "us-east-1".into()),
         ]
+    }
+
+    /// Runs the aws CLI and returns its text output (for `--query … --output text`).
+    pub fn aws_text(&self, args: &[&str]) -> String {
+        let out = Command::new(tool("aws"))
+            .args(args)
+            .args(["--output", "text"])
+            .envs(self.env())
+            .output()
+            .expect("run aws cli");
+        assert!(
+            out.status.success(),
+            "aws {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     /// Runs the aws CLI against this server and parses its JSON output.

@@ -8,6 +8,7 @@
 
 mod agent;
 mod cli;
+mod deploy;
 mod harness;
 mod imds;
 mod route53;

@@ -1,0 +1,488 @@
+//! `ethnode deploy|status|destroy` against a moto server, checked through the service APIs (EC2,
+//! CloudFormation exports) with the aws CLI, not through moto's view of the stack.
+//!
+//! Alarms are switched off (`deploy.enable_alarms = false`): moto has no AWS::CloudWatch::Alarm. moto also
+//! drops the template's IPv6 (`::/0`) ingress rules, so IPv6 is checked on the template itself in
+//! `template_opens_p2p_to_ipv4_and_ipv6_and_nothing_else` (ethnode-deploy).
+
+use crate::harness::*;
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+const STACK: &str = "ethnode-it";
+
+fn write_config(dir: &Path, vpc: &str, subnet: &str) -> std::path::PathBuf {
+    let path = dir.join("ethnode.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[dns]
+name = "mainnet.eth.internal"
+hosted_zone_id = "Z0000000000000"
+[aws]
+stack_name = "{STACK}"
+[deploy]
+vpc_id = "{vpc}"
+subnet_ids = ["{subnet}"]
+image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ethnode:0.1.0"
+enable_alarms = false
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn ethnode(
+    dir: &Path,
+    moto: &Moto,
+    args: &[&str],
+    extra: &[(&str, String)],
+) -> (i32, String, String) {
+    let mut env = moto.env();
+    env.extend(extra.iter().cloned());
+    let mut run = Ethnode::spawn(dir, args, &env);
+    let code = run.wait(Duration::from_secs(60)).await.code().unwrap_or(-1);
+    (code, run.stdout_text(), run.stderr_text())
+}
+
+fn physical_id(moto: &Moto, logical: &str) -> String {
+    // describe-stack-resources (plural): moto's singular call fails on stacks with condition-false resources.
+    moto.aws_text(&[
+        "cloudformation",
+        "describe-stack-resources",
+        "--stack-name",
+        STACK,
+        "--query",
+        &format!("StackResources[?LogicalResourceId=='{logical}'].PhysicalResourceId"),
+    ])
+}
+
+/// (protocol, port, source) for every ingress rule of a security group.
+fn ingress(moto: &Moto, group: &str) -> BTreeSet<(String, i64, String)> {
+    let out = moto.aws(&["ec2", "describe-security-groups", "--group-ids", group]);
+    let mut rules = BTreeSet::new();
+    for p in out["SecurityGroups"][0]["IpPermissions"]
+        .as_array()
+        .unwrap()
+    {
+        let proto = p["IpProtocol"].as_str().unwrap().to_string();
+        let from = p["FromPort"].as_i64().unwrap();
+        assert_eq!(
+            Some(from),
+            p["ToPort"].as_i64(),
+            "port ranges are single ports: {p}"
+        );
+        for r in p["IpRanges"].as_array().unwrap() {
+            rules.insert((
+                proto.clone(),
+                from,
+                r["CidrIp"].as_str().unwrap().to_string(),
+            ));
+        }
+        for r in p["Ipv6Ranges"].as_array().unwrap() {
+            rules.insert((
+                proto.clone(),
+                from,
+                r["CidrIpv6"].as_str().unwrap().to_string(),
+            ));
+        }
+        for g in p["UserIdGroupPairs"].as_array().unwrap() {
+            rules.insert((
+                proto.clone(),
+                from,
+                g["GroupId"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    rules
+}
+
+#[tokio::test]
+async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_chain() {
+    let moto = Moto::start().await;
+    let vpc = moto.aws_text(&[
+        "ec2",
+        "create-vpc",
+        "--cidr-block",
+        "10.0.0.0/16",
+        "--query",
+        "Vpc.VpcId",
+    ]);
+    let subnet = moto.aws_text(&[
+        "ec2",
+        "create-subnet",
+        "--vpc-id",
+        &vpc,
+        "--cidr-block",
+        "10.0.1.0/24",
+        "--query",
+        "Subnet.SubnetId",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &vpc, &subnet);
+    let cfg = config.to_str().unwrap();
+
+    // Create.
+    let (code, out, err) = ethnode(
+        dir.path(),
+        &moto,
+        &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains(&format!("Creating stack {STACK}")), "{out}");
+    assert!(out.contains("add         NodeSecurityGroup"), "{out}");
+    assert!(out.contains("CREATE_COMPLETE"), "{out}");
+
+    // Security groups, through the EC2 API.
+    let access = physical_id(&moto, "AccessSecurityGroup");
+    let node = physical_id(&moto, "NodeSecurityGroup");
+    assert!(access.starts_with("sg-") && node.starts_with("sg-"));
+    let world = "0.0.0.0/0".to_string();
+    let expected: BTreeSet<(String, i64, String)> = [
+        ("tcp", 30303, world.clone()),
+        ("udp", 30303, world.clone()),
+        ("tcp", 9000, world.clone()),
+        ("udp", 9000, world.clone()),
+        ("udp", 9001, world.clone()),
+        ("tcp", 8545, access.clone()),
+        ("tcp", 8546, access.clone()),
+        ("tcp", 8555, access.clone()),
+    ]
+    .into_iter()
+    .map(|(p, n, s)| (p.to_string(), n, s))
+    .collect();
+    let actual = ingress(&moto, &node);
+    assert_eq!(actual, expected);
+    for (_, port, source) in &actual {
+        if [8545, 8546, 8551, 8555].contains(port) {
+            assert!(
+                source != "0.0.0.0/0" && source != "::/0",
+                "port {port} open to {source}"
+            );
+        }
+    }
+    assert!(
+        ingress(&moto, &access).is_empty(),
+        "the access group admits nothing itself"
+    );
+
+    // Launch template: IMDSv2 required, every volume encrypted.
+    let lt = physical_id(&moto, "LaunchTemplate");
+    let data = moto.aws(&[
+        "ec2",
+        "describe-launch-template-versions",
+        "--launch-template-id",
+        &lt,
+        "--versions",
+        "$Latest",
+    ]);
+    let data = &data["LaunchTemplateVersions"][0]["LaunchTemplateData"];
+    assert_eq!(data["MetadataOptions"]["HttpTokens"], json!("required"));
+    assert_eq!(data["MetadataOptions"]["HttpPutResponseHopLimit"], json!(2));
+    let disks = data["BlockDeviceMappings"].as_array().unwrap();
+    assert_eq!(disks.len(), 2);
+    assert!(
+        disks.iter().all(|d| d["Ebs"]["Encrypted"] == json!(true)),
+        "{disks:?}"
+    );
+    let chain = disks
+        .iter()
+        .find(|d| d["DeviceName"] == json!("/dev/sdh"))
+        .unwrap();
+    assert_eq!(chain["Ebs"]["VolumeSize"], json!(2048));
+    assert_eq!(chain["Ebs"]["Iops"], json!(6000));
+    assert_eq!(chain["Ebs"]["Throughput"], json!(500));
+    assert!(chain["Ebs"].get("SnapshotId").is_none());
+
+    // Outputs exported under the stack name.
+    let exports = moto.aws(&["cloudformation", "list-exports"]);
+    let names: BTreeSet<&str> = exports["Exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["Name"].as_str().unwrap())
+        .collect();
+    for key in [
+        "AccessSecurityGroup",
+        "NameServers",
+        "RpcEndpoint",
+        "Cluster",
+        "LogGroup",
+    ] {
+        assert!(
+            names.contains(format!("{STACK}-{key}").as_str()),
+            "missing export {key}: {names:?}"
+        );
+    }
+    let access_export = exports["Exports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["Name"] == json!(format!("{STACK}-AccessSecurityGroup")))
+        .unwrap();
+    assert_eq!(access_export["Value"], json!(access));
+
+    // Status: stack, outputs, instances (no probe: moto's instance addresses lead nowhere).
+    let (code, out, err) = ethnode(
+        dir.path(),
+        &moto,
+        &["status", "--json", "--no-probe", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let status: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(status["stack"]["status"], json!("CREATE_COMPLETE"));
+    assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
+
+    // Deploy again with a snapshot: an update that new instances start from.
+    let volume = moto.aws_text(&[
+        "ec2",
+        "create-volume",
+        "--size",
+        "10",
+        "--availability-zone",
+        "us-east-1a",
+        "--query",
+        "VolumeId",
+    ]);
+    let snapshot = moto.aws_text(&[
+        "ec2",
+        "create-snapshot",
+        "--volume-id",
+        &volume,
+        "--query",
+        "SnapshotId",
+    ]);
+    let (code, out, err) = ethnode(
+        dir.path(),
+        &moto,
+        &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
+        &[("ETHNODE_DEPLOY_CHAIN_SNAPSHOT_ID", snapshot.clone())],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains(&format!("Updating stack {STACK}"))
+            && out.contains(&format!("from {snapshot}")),
+        "{out}"
+    );
+    assert!(out.contains("UPDATE_COMPLETE"), "{out}");
+    let param = moto.aws_text(&[
+        "cloudformation",
+        "describe-stacks",
+        "--stack-name",
+        STACK,
+        "--query",
+        "Stacks[0].Parameters[?ParameterKey=='ChainSnapshotId'].ParameterValue",
+    ]);
+    assert_eq!(param, snapshot);
+    let lt = physical_id(&moto, "LaunchTemplate");
+    let data = moto.aws(&[
+        "ec2",
+        "describe-launch-template-versions",
+        "--launch-template-id",
+        &lt,
+        "--versions",
+        "$Latest",
+    ]);
+    let chain = data["LaunchTemplateVersions"][0]["LaunchTemplateData"]["BlockDeviceMappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["DeviceName"] == json!("/dev/sdh"))
+        .unwrap()
+        .clone();
+    assert_eq!(chain["Ebs"]["SnapshotId"], json!(snapshot));
+
+    // A deploy without the variable keeps the stack's snapshot (a promoted snapshot is not undone).
+    let (code, out, _) = ethnode(
+        dir.path(),
+        &moto,
+        &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("No changes") || out.contains(&format!("from {snapshot}")),
+        "{out}"
+    );
+
+    // Destroy: the chain volume (attached as /dev/sdh, tagged with the stack) is snapshotted first.
+    let instance = status["nodes"][0]["instance"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let chain_volume = moto.aws_text(&[
+        "ec2",
+        "create-volume",
+        "--size",
+        "20",
+        "--availability-zone",
+        "us-east-1a",
+        "--tag-specifications",
+        &format!("ResourceType=volume,Tags=[{{Key=ethnode:stack,Value={STACK}}}]"),
+        "--query",
+        "VolumeId",
+    ]);
+    moto.aws(&[
+        "ec2",
+        "attach-volume",
+        "--volume-id",
+        &chain_volume,
+        "--instance-id",
+        &instance,
+        "--device",
+        "/dev/sdh",
+    ]);
+    let (code, out, err) = ethnode(
+        dir.path(),
+        &moto,
+        &["destroy", "--yes", "--poll-secs", "1", "--config", cfg],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains("deleted"), "{out}");
+    let finals = moto.aws(&[
+        "ec2",
+        "describe-snapshots",
+        "--filters",
+        "Name=tag:ethnode:reason,Values=final",
+    ]);
+    let finals = finals["Snapshots"].as_array().unwrap();
+    assert_eq!(finals.len(), 1, "{finals:?}");
+    assert_eq!(finals[0]["VolumeId"], json!(chain_volume));
+    assert!(
+        out.contains(finals[0]["SnapshotId"].as_str().unwrap()),
+        "{out}"
+    );
+    let gone = std::process::Command::new(tool("aws"))
+        .args(["cloudformation", "describe-stacks", "--stack-name", STACK])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(
+        !gone.status.success() && String::from_utf8_lossy(&gone.stderr).contains("does not exist")
+    );
+}
+
+#[tokio::test]
+async fn deploy_refuses_bad_parameters_before_any_aws_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "vpc-123", "subnet-0123456789abcdef0");
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap().replace(
+            "[dns]\nname = \"mainnet.eth.internal\"\nhosted_zone_id = \"Z0000000000000\"\n",
+            "",
+        ),
+    )
+    .unwrap();
+    // Nothing listens here: an AWS call would fail with a connection error, not a parameter error.
+    let mut run = Ethnode::spawn(
+        dir.path(),
+        &["deploy", "--yes", "--config", config.to_str().unwrap()],
+        &[("AWS_ENDPOINT_URL", "http://127.0.0.1:9".into())],
+    );
+    let code = run.wait(Duration::from_secs(30)).await.code();
+    let err = run.stderr_text();
+    assert_eq!(code, Some(2), "{err}");
+    assert!(
+        err.contains("VpcId (deploy.vpc_id): `vpc-123` is not a VPC id"),
+        "{err}"
+    );
+    assert!(err.contains("DNSName (dns.name): missing"), "{err}");
+    assert!(
+        !err.contains("dispatch failure") && !err.contains("Connection refused"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn image_push_creates_the_repository_and_says_plainly_when_docker_is_missing() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = moto.env();
+    // No Docker engine runs here; make sure the test does not depend on one by pointing at a dead socket.
+    env.push(("DOCKER_HOST", "unix:///nonexistent/docker.sock".into()));
+    let mut run = Ethnode::spawn(dir.path(), &["image", "push", "--tag", "it"], &env);
+    let code = run.wait(Duration::from_secs(60)).await.code();
+    let (out, err) = (run.stdout_text(), run.stderr_text());
+    assert_ne!(code, Some(0));
+    assert!(err.contains("no Docker engine reachable"), "{err}");
+    assert!(
+        out.contains("ECR repository") && out.contains("created"),
+        "{out}"
+    );
+    let repos = moto.aws(&[
+        "ecr",
+        "describe-repositories",
+        "--repository-names",
+        "ethnode",
+    ]);
+    assert_eq!(
+        repos["repositories"][0]["imageTagMutability"],
+        json!("IMMUTABLE")
+    );
+    assert_eq!(
+        repos["repositories"][0]["imageScanningConfiguration"]["scanOnPush"],
+        json!(true)
+    );
+}
+
+#[tokio::test]
+async fn template_prints_the_template_and_a_parameters_file_the_aws_cli_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(
+        dir.path(),
+        "vpc-0123456789abcdef0",
+        "subnet-0123456789abcdef0",
+    );
+    let mut t = Ethnode::spawn(dir.path(), &["template"], &[]);
+    assert!(t.wait(Duration::from_secs(10)).await.success());
+    assert!(t.stdout_text().starts_with("AWSTemplateFormatVersion"));
+    let mut p = Ethnode::spawn(
+        dir.path(),
+        &[
+            "template",
+            "--parameters",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(
+        p.wait(Duration::from_secs(10)).await.success(),
+        "{}",
+        p.stderr_text()
+    );
+    let params: Value = serde_json::from_str(&p.stdout_text()).unwrap();
+    assert!(
+        params
+            .as_array()
+            .unwrap()
+            .contains(&json!({"ParameterKey": "VpcId", "ParameterValue": "vpc-0123456789abcdef0"}))
+    );
+}
+
+#[test]
+fn cfn_lint_passes_with_informational_checks() {
+    let out = std::process::Command::new(tool("cfn-lint"))
+        .arg(root().join("deploy/cloudformation/ethnode.yml"))
+        .args(["--include-checks", "I"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && out.stdout.is_empty(),
+        "cfn-lint: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
