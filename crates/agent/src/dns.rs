@@ -24,6 +24,13 @@ impl Registration {
     ) -> Option<Self> {
         let (name, zone) = match (&config.dns.name, &config.dns.hosted_zone_id) {
             (Some(n), Some(z)) => (n.clone(), z.clone()),
+            (Some(n), None) => {
+                // Fine on an operator's machine (the stack creates the zone); on a node it is a mistake.
+                let msg = "dns.name is set but dns.hosted_zone_id is not; not registering (set it, or ETHNODE_DNS_HOSTED_ZONE_ID)";
+                tracing::warn!(name = %n, "{msg}");
+                shared.dns.lock().unwrap_or_else(|p| p.into_inner()).error = Some(msg.into());
+                return None;
+            }
             _ => return None,
         };
         let Some(ip) = facts.private_ip else {

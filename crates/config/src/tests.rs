@@ -188,11 +188,6 @@ fn bad_configs_are_refused_with_key_and_fix() {
             &["consensus.client", "lighthouse"],
         ),
         (
-            "[dns]\nname = \"node.example.org\"\n",
-            &[],
-            &["dns.hosted_zone_id", "Z"],
-        ),
-        (
             "[dns]\nname = \"bad name!\"\nhosted_zone_id = \"Z1\"\n",
             &[],
             &["dns.name", "not a DNS name"],

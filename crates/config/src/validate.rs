@@ -124,11 +124,6 @@ impl Config {
                 format!("`{name}` is not a DNS name"),
                 "use a name like \"mainnet.eth.internal\" (letters, digits, '-' and dots)".into(),
             ),
-            (Some(_), None) => add(
-                "dns.hosted_zone_id",
-                "dns.name is set but no hosted zone is".into(),
-                "set dns.hosted_zone_id to the Route53 zone id (Z…), or remove dns.name".into(),
-            ),
             (None, Some(_)) => add(
                 "dns.name",
                 "dns.hosted_zone_id is set but no name to register".into(),

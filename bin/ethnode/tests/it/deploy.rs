@@ -20,7 +20,6 @@ fn write_config(dir: &Path, vpc: &str, subnet: &str) -> std::path::PathBuf {
         format!(
             r#"[dns]
 name = "mainnet.eth.internal"
-hosted_zone_id = "Z0000000000000"
 [aws]
 stack_name = "{STACK}"
 [deploy]
@@ -379,10 +378,9 @@ async fn deploy_refuses_bad_parameters_before_any_aws_call() {
     let config = write_config(dir.path(), "vpc-123", "subnet-0123456789abcdef0");
     std::fs::write(
         &config,
-        std::fs::read_to_string(&config).unwrap().replace(
-            "[dns]\nname = \"mainnet.eth.internal\"\nhosted_zone_id = \"Z0000000000000\"\n",
-            "",
-        ),
+        std::fs::read_to_string(&config)
+            .unwrap()
+            .replace("[dns]\nname = \"mainnet.eth.internal\"\n", ""),
     )
     .unwrap();
     // Nothing listens here: an AWS call would fail with a connection error, not a parameter error.

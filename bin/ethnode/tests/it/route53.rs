@@ -98,3 +98,13 @@ async fn registers_private_ip_at_start_and_removes_it_on_graceful_stop() {
         Vec::<Value>::new()
     );
 }
+
+#[tokio::test]
+async fn a_name_without_a_zone_is_reported_not_registered() {
+    let node = DevNode::new("[dns]\nname = \"mainnet.eth.internal\"\nmode = \"simple\"\n");
+    let _agent = node.agent(&[]);
+    let status = node.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(status["dns"]["registered"], json!(false));
+    let error = status["dns"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("dns.hosted_zone_id is not"), "{status}");
+}
