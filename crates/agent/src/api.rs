@@ -3,10 +3,11 @@
 use crate::Shared;
 use axum::Json;
 use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// The router; tests drive it without a socket.
@@ -16,6 +17,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health/ready", get(ready))
         .route("/status", get(status))
         .route("/metrics", get(metrics))
+        .route("/snapshot", post(snapshot))
         .with_state(shared)
 }
 
@@ -52,4 +54,62 @@ async fn metrics(State(s): State<Arc<Shared>>) -> impl IntoResponse {
         )],
         s.metrics.render(),
     )
+}
+
+/// Body of `POST /snapshot`.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct SnapshotRequest {
+    /// Snapshot even when the node is not ready.
+    force: bool,
+}
+
+fn error(code: StatusCode, message: String) -> axum::response::Response {
+    (code, Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// Control endpoints answer loopback callers (e.g. through an SSM port forward) and holders of the
+/// admin token; the RPC access group alone must not be able to stop the node.
+fn authorized(s: &crate::Shared, peer: SocketAddr, headers: &HeaderMap) -> bool {
+    if peer.ip().is_loopback() {
+        return true;
+    }
+    let Some(token) = &s.config.agent.admin_token else {
+        return false;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare in constant time: the token guards a stop of the node.
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
+}
+
+async fn snapshot(
+    State(s): State<Arc<crate::Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Option<Json<SnapshotRequest>>,
+) -> axum::response::Response {
+    if !authorized(&s, peer, &headers) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "POST /snapshot is for loopback callers or holders of agent.admin_token".into(),
+        );
+    }
+    let req = body.map(|Json(b)| b).unwrap_or_default();
+    use crate::snapshot::SnapshotError as E;
+    match crate::snapshot::take(&s, req.force, "manual").await {
+        Ok(taken) => Json(taken).into_response(),
+        Err(e @ (E::NotReady(_) | E::Busy)) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ E::NoVolume(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ E::Aws(_)) => error(StatusCode::BAD_GATEWAY, e.to_string()),
+        Err(e @ E::NotStarted(..)) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+    }
 }

@@ -131,6 +131,8 @@ pub struct Status {
     pub host: HostInfo,
     /// DNS registration.
     pub dns: DnsState,
+    /// Pre-warm of a restored volume, when one runs or ran.
+    pub prewarm: Option<crate::PrewarmProgress>,
     /// Unix time of the last check.
     pub checked_at: u64,
 }

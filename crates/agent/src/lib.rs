@@ -10,13 +10,17 @@ mod dns;
 mod health;
 mod jwt;
 mod metrics;
+mod prewarm;
+mod snapshot;
 mod supervisor;
 
 pub use health::{Check, Disk, DnsState, Head, HostInfo, Status, SyncProgress};
 pub use metrics::Metrics;
+pub use prewarm::{Prewarm, PrewarmProgress, ReadAt, prewarm_dir, prewarm_source};
+pub use snapshot::SnapshotTaken;
 pub use supervisor::ClientState;
 
-use ethnode_clients::{ClientSpec, HostFacts, Role};
+use ethnode_clients::{ClientSpec, HostFacts};
 use ethnode_config::{Config, Network, Proto};
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -24,7 +28,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use supervisor::{Ended, Policy, Supervised};
+use supervisor::{Ended, Policy, Supervision};
 
 /// Why the agent could not start or run.
 #[derive(Debug, thiserror::Error)]
@@ -105,10 +109,18 @@ pub struct Endpoints {
 pub(crate) struct Shared {
     health: RwLock<Status>,
     clients: Vec<Arc<Mutex<ClientState>>>,
+    supervision: tokio::sync::Mutex<Supervision>,
+    /// Why the clients are deliberately stopped (a snapshot), if they are.
+    paused: Mutex<Option<String>>,
+    /// Since when every readiness check has passed without a break.
+    ready_since: Mutex<Option<Instant>>,
+    prewarm: Mutex<Option<PrewarmProgress>>,
     host: HostInfo,
     dns: Mutex<DnsState>,
     metrics: Arc<Metrics>,
     stopping: AtomicBool,
+    snapshots: snapshot::Snapshots,
+    config: Config,
 }
 
 impl Shared {
@@ -126,6 +138,10 @@ impl Shared {
             .collect();
         s.live = !self.stopping.load(Ordering::Relaxed) && s.clients.iter().all(|c| c.running);
         s.ready = s.ready && s.live;
+        if let Some(why) = self.paused.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            s.sync.stage = format!("paused: {why}");
+        }
+        s.prewarm = self.prewarm.lock().unwrap_or_else(|p| p.into_inner()).clone();
         s.host = self.host.clone();
         s.dns = self.dns.lock().unwrap_or_else(|p| p.into_inner()).clone();
         s
@@ -136,7 +152,6 @@ impl Shared {
 pub struct AgentHandle {
     shared: Arc<Shared>,
     endpoints: Endpoints,
-    clients: Vec<Supervised>,
     gave_up: tokio::sync::mpsc::Receiver<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
     dns: Option<dns::Registration>,
@@ -295,26 +310,25 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
     };
     let metrics = Arc::new(Metrics::new());
     let (gave_up_tx, gave_up) = tokio::sync::mpsc::channel(specs.len().max(1));
-    let clients: Vec<Supervised> = specs
-        .into_iter()
-        .zip(programs)
-        .map(|(spec, program)| {
-            supervisor::spawn(
-                spec,
-                program,
-                policy.clone(),
-                metrics.clone(),
-                gave_up_tx.clone(),
-            )
-        })
-        .collect();
+    let mut supervision = Supervision::new(
+        specs.into_iter().zip(programs).collect(),
+        policy,
+        metrics.clone(),
+        gave_up_tx,
+    );
+    supervision.start();
 
     let shared = Arc::new(Shared {
         health: RwLock::new(Status {
             network: config.node.network.as_str(),
             ..Status::default()
         }),
-        clients: clients.iter().map(|c| c.state.clone()).collect(),
+        clients: supervision.states(),
+        supervision: tokio::sync::Mutex::new(supervision),
+        paused: Mutex::new(None),
+        ready_since: Mutex::new(None),
+        prewarm: Mutex::new(None),
+        snapshots: snapshot::Snapshots::new(&config),
         host,
         dns: Mutex::new(DnsState {
             name: config.dns.name.clone(),
@@ -322,12 +336,14 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
         }),
         metrics,
         stopping: AtomicBool::new(false),
+        config: config.clone(),
     });
 
     let mut background = Vec::new();
     let router = api::router(shared.clone());
     background.push(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = axum::serve(listener, app).await {
             tracing::error!(error = %e, "agent API stopped");
         }
     }));
@@ -341,16 +357,30 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
             let probe = checker.probe().await;
             let health = checker.evaluate(probe, Instant::now());
             *sh.health.write().unwrap_or_else(|p| p.into_inner()) = health;
-            sh.metrics.observe(&sh.status());
+            let status = sh.status();
+            {
+                let mut since = sh.ready_since.lock().unwrap_or_else(|p| p.into_inner());
+                match (status.ready, *since) {
+                    (true, None) => *since = Some(Instant::now()),
+                    (false, Some(_)) => *since = None,
+                    _ => {}
+                }
+            }
+            sh.metrics.observe(&status);
         }
     }));
 
+    if config.snapshot.prewarm {
+        background.push(tokio::spawn(prewarm::run(shared.clone())));
+    }
+    if config.snapshot.auto {
+        background.push(tokio::spawn(snapshot::auto(shared.clone())));
+    }
     let dns = dns::Registration::start(&config, &facts, &shared).await;
     tracing::info!(rpc = %endpoints.rpc, ws = %endpoints.ws, agent = %endpoints.agent, "agent started");
     Ok(AgentHandle {
         shared,
         endpoints,
-        clients,
         gave_up,
         background,
         dns,
@@ -386,24 +416,20 @@ impl AgentHandle {
             dns.stop(&self.shared).await;
         }
         let mut exit = Exit::Stopped;
-        // Consensus first: it drives the execution client through the Engine API and must not see it vanish.
-        self.clients
-            .sort_by_key(|c| if c.role == Role::Consensus { 0 } else { 1 });
-        for client in self.clients {
-            if let Ended::GaveUp {
-                name,
+        // A snapshot in progress holds the lock: its clients come back first, then go down for good.
+        if let Some(Ended::GaveUp {
+            name,
+            crashes,
+            window,
+            last,
+        }) = self.shared.supervision.lock().await.stop().await
+        {
+            exit = Exit::GaveUp {
+                client: name,
                 crashes,
-                window,
+                window_secs: window.as_secs(),
                 last,
-            } = client.stop().await
-            {
-                exit = Exit::GaveUp {
-                    client: name,
-                    crashes,
-                    window_secs: window.as_secs(),
-                    last,
-                };
-            }
+            };
         }
         for task in self.background {
             task.abort();

@@ -33,6 +33,9 @@ pub struct Metrics {
     client_restarts: Family<Label, Counter>,
     client_start_time: Family<Label, Gauge>,
     dns_registered: Gauge,
+    snapshots: Family<[(&'static str, String); 2], Counter>,
+    snapshot_downtime: FGauge,
+    snapshot_auto_steps: Family<Label, Counter>,
 }
 
 impl Default for Metrics {
@@ -139,6 +142,9 @@ impl Metrics {
                 "1 while this node's DNS record is registered",
                 Gauge::default()
             ),
+            snapshots: reg!("snapshots", "Snapshots attempted, by reason and result", Family::default()),
+            snapshot_downtime: reg!("snapshot_downtime_seconds", "Seconds the clients were stopped for the last snapshot", FGauge::default()),
+            snapshot_auto_steps: reg!("snapshot_auto_steps", "Automatic-mode steps: taken, promoted, pruned, skipped-last-ready-node, error", Family::default()),
             registry,
         }
     }
@@ -163,6 +169,18 @@ impl Metrics {
 
     pub(crate) fn dns_registered(&self, yes: bool) {
         self.dns_registered.set(i64::from(yes));
+    }
+
+    pub(crate) fn snapshot_result(&self, reason: &str, ok: bool, downtime_secs: f64) {
+        let result = if ok { "ok" } else { "failed" };
+        self.snapshots
+            .get_or_create(&[("reason", reason.to_owned()), ("result", result.to_owned())])
+            .inc();
+        self.snapshot_downtime.set(downtime_secs);
+    }
+
+    pub(crate) fn snapshot_auto_step(&self, step: &str) {
+        self.snapshot_auto_steps.get_or_create(&[("step", step.to_owned())]).inc();
     }
 
     /// Copies a health snapshot into the gauges.

@@ -101,16 +101,15 @@ pub(crate) enum Ended {
 }
 
 /// A running client task.
-pub(crate) struct Supervised {
-    pub(crate) role: Role,
-    pub(crate) state: Arc<Mutex<ClientState>>,
+struct Supervised {
+    role: Role,
     stop: Option<oneshot::Sender<()>>,
-    pub(crate) task: tokio::task::JoinHandle<Ended>,
+    task: tokio::task::JoinHandle<Ended>,
 }
 
 impl Supervised {
     /// Asks the client to stop and waits until it has.
-    pub(crate) async fn stop(mut self) -> Ended {
+    async fn stop(mut self) -> Ended {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
@@ -118,31 +117,96 @@ impl Supervised {
     }
 }
 
-/// Starts supervising `spec` (whose `program` is already resolved to `program`).
-pub(crate) fn spawn(
+/// Starts supervising `spec` (whose `program` is already resolved), reporting into `state`.
+fn spawn(
     spec: ClientSpec,
     program: PathBuf,
     policy: Policy,
     metrics: Arc<Metrics>,
     gave_up: tokio::sync::mpsc::Sender<()>,
+    state: Arc<Mutex<ClientState>>,
 ) -> Supervised {
-    let state = Arc::new(Mutex::new(ClientState::new(&spec)));
     let (stop_tx, stop_rx) = oneshot::channel();
     let role = spec.role;
-    let task = tokio::spawn(run(
-        spec,
-        program,
-        policy,
-        state.clone(),
-        metrics,
-        stop_rx,
-        gave_up,
-    ));
+    let task = tokio::spawn(run(spec, program, policy, state, metrics, stop_rx, gave_up));
     Supervised {
         role,
-        state,
         stop: Some(stop_tx),
         task,
+    }
+}
+
+/// All the node's clients: started in order (execution first), stopped in reverse, and startable again
+/// after a stop (for a snapshot) with their restart counts kept.
+pub(crate) struct Supervision {
+    clients: Vec<(ClientSpec, PathBuf, Arc<Mutex<ClientState>>)>,
+    policy: Policy,
+    metrics: Arc<Metrics>,
+    gave_up: tokio::sync::mpsc::Sender<()>,
+    running: Vec<Supervised>,
+}
+
+impl Supervision {
+    pub(crate) fn new(
+        clients: Vec<(ClientSpec, PathBuf)>,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+        gave_up: tokio::sync::mpsc::Sender<()>,
+    ) -> Self {
+        let clients = clients
+            .into_iter()
+            .map(|(spec, program)| {
+                let state = Arc::new(Mutex::new(ClientState::new(&spec)));
+                (spec, program, state)
+            })
+            .collect();
+        Self {
+            clients,
+            policy,
+            metrics,
+            gave_up,
+            running: Vec::new(),
+        }
+    }
+
+    /// The clients' live states, in start order.
+    pub(crate) fn states(&self) -> Vec<Arc<Mutex<ClientState>>> {
+        self.clients.iter().map(|(_, _, s)| s.clone()).collect()
+    }
+
+    /// Starts every client (no-op while they run).
+    pub(crate) fn start(&mut self) {
+        if !self.running.is_empty() {
+            return;
+        }
+        self.running = self
+            .clients
+            .iter()
+            .map(|(spec, program, state)| {
+                spawn(
+                    spec.clone(),
+                    program.clone(),
+                    self.policy.clone(),
+                    self.metrics.clone(),
+                    self.gave_up.clone(),
+                    state.clone(),
+                )
+            })
+            .collect();
+    }
+
+    /// Stops every client, consensus first: it drives the execution client through the Engine API and
+    /// must not see it vanish. Returns how a client that had given up ended, if one had.
+    pub(crate) async fn stop(&mut self) -> Option<Ended> {
+        let mut running = std::mem::take(&mut self.running);
+        running.sort_by_key(|c| if c.role == Role::Consensus { 0 } else { 1 });
+        let mut gave_up = None;
+        for client in running {
+            if let end @ Ended::GaveUp { .. } = client.stop().await {
+                gave_up = Some(end);
+            }
+        }
+        gave_up
     }
 }
 

@@ -162,12 +162,13 @@ impl Cfn {
         }))
     }
 
-    /// Creates a change set (`create` for a new stack) and returns its id.
+    /// Creates a change set (`create` for a new stack) and returns its id; `template: None` keeps the
+    /// stack's current template.
     pub async fn create_change_set(
         &self,
         stack: &str,
         name: &str,
-        template: &str,
+        template: Option<&str>,
         parameters: &[(String, String)],
         create: bool,
     ) -> Result<String, AwsError> {
@@ -190,7 +191,8 @@ impl Cfn {
             } else {
                 ChangeSetType::Update
             })
-            .template_body(template)
+            .set_template_body(template.map(str::to_owned))
+            .set_use_previous_template(template.is_none().then_some(true))
             .set_parameters(Some(params))
             .capabilities(Capability::CapabilityIam)
             .tags(

@@ -43,6 +43,58 @@ pub struct Volume {
     pub tags: Vec<(String, String)>,
 }
 
+/// An EBS snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// `snap-…`
+    pub id: String,
+    /// Volume it was taken from.
+    pub volume_id: Option<String>,
+    /// `pending`, `completed`, `error`, …
+    pub state: String,
+    /// Progress as EBS reports it, e.g. `42%`.
+    pub progress: Option<String>,
+    /// Start time (RFC 3339).
+    pub started: Option<String>,
+    /// Start time, seconds since the epoch (for sorting and ages).
+    pub started_epoch: i64,
+    /// Size of the source volume in GiB.
+    pub volume_size_gib: i32,
+    /// Its tags.
+    pub tags: Vec<(String, String)>,
+}
+
+impl Snapshot {
+    /// A tag's value.
+    pub fn tag(&self, key: &str) -> Option<&str> {
+        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+fn tags_of(tags: &[Tag]) -> Vec<(String, String)> {
+    tags.iter()
+        .map(|t| {
+            (
+                t.key().unwrap_or_default().to_owned(),
+                t.value().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn snapshot_of(s: &aws_sdk_ec2::types::Snapshot) -> Snapshot {
+    Snapshot {
+        id: s.snapshot_id().unwrap_or_default().to_owned(),
+        volume_id: s.volume_id().map(str::to_owned),
+        state: s.state().map(|x| x.as_str().to_owned()).unwrap_or_default(),
+        progress: s.progress().map(str::to_owned),
+        started: s.start_time().map(|t| t.to_string()),
+        started_epoch: s.start_time().map_or(0, |t| t.secs()),
+        volume_size_gib: s.volume_size().unwrap_or_default(),
+        tags: tags_of(s.tags()),
+    }
+}
+
 /// EC2 client wrapper.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
@@ -134,16 +186,7 @@ impl Ec2 {
                     state: v.state().map(|s| s.as_str().to_owned()).unwrap_or_default(),
                     instance: attachment.and_then(|a| a.instance_id()).map(str::to_owned),
                     device: attachment.and_then(|a| a.device()).map(str::to_owned),
-                    tags: v
-                        .tags()
-                        .iter()
-                        .map(|t| {
-                            (
-                                t.key().unwrap_or_default().to_owned(),
-                                t.value().unwrap_or_default().to_owned(),
-                            )
-                        })
-                        .collect(),
+                    tags: tags_of(v.tags()),
                 });
             }
         }
@@ -177,5 +220,78 @@ impl Ec2 {
         out.snapshot_id()
             .map(str::to_owned)
             .ok_or_else(|| AwsError::malformed(SERVICE, "CreateSnapshot", "a snapshot id"))
+    }
+
+    /// The volume attached to `instance` as `device`, if any.
+    pub async fn volume_attached(&self, instance: &str, device: &str) -> Result<Option<String>, AwsError> {
+        let out = self
+            .client
+            .describe_volumes()
+            .filters(Filter::builder().name("attachment.instance-id").values(instance).build())
+            .filters(Filter::builder().name("attachment.device").values(device).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "DescribeVolumes", e))?;
+        Ok(out.volumes().first().and_then(|v| v.volume_id()).map(str::to_owned))
+    }
+
+    /// Snapshots owned by this account carrying tag `key=value`, newest first.
+    pub async fn snapshots_by_tag(&self, key: &str, value: &str) -> Result<Vec<Snapshot>, AwsError> {
+        let mut out = Vec::new();
+        let mut pages = self
+            .client
+            .describe_snapshots()
+            .owner_ids("self")
+            .filters(tag_filter(key, value))
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::sdk(SERVICE, "DescribeSnapshots", e))?;
+            out.extend(page.snapshots().iter().map(snapshot_of));
+        }
+        out.sort_by_key(|s| std::cmp::Reverse(s.started_epoch));
+        Ok(out)
+    }
+
+    /// One snapshot, or `None` when it does not exist (any more).
+    pub async fn snapshot(&self, id: &str) -> Result<Option<Snapshot>, AwsError> {
+        match self.client.describe_snapshots().snapshot_ids(id).send().await {
+            Ok(out) => Ok(out.snapshots().first().map(snapshot_of)),
+            Err(e) => {
+                let err = AwsError::sdk(SERVICE, "DescribeSnapshots", e);
+                if err.code.as_deref() == Some("InvalidSnapshot.NotFound") {
+                    Ok(None)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Volumes (any state) created from `snapshot`: a snapshot in use must not be pruned.
+    pub async fn volumes_from_snapshot(&self, snapshot: &str) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .client
+            .describe_volumes()
+            .filters(Filter::builder().name("snapshot-id").values(snapshot).build())
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "DescribeVolumes", e))?;
+        Ok(out
+            .volumes()
+            .iter()
+            .filter_map(|v| v.volume_id().map(str::to_owned))
+            .collect())
+    }
+
+    /// Deletes a snapshot.
+    pub async fn delete_snapshot(&self, id: &str) -> Result<(), AwsError> {
+        self.client
+            .delete_snapshot()
+            .snapshot_id(id)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "DeleteSnapshot", e))?;
+        Ok(())
     }
 }

@@ -13,7 +13,7 @@ mod imds;
 mod route53;
 
 pub use cloudformation::{Cfn, ChangeSetInfo, ResourceChange, StackEvent, StackInfo, StackOutput};
-pub use ec2::{Ec2, Instance, Volume};
+pub use ec2::{Ec2, Instance, Snapshot, Volume};
 pub use ecr::{Ecr, RegistryLogin};
 pub use error::AwsError;
 pub use imds::{InstanceFacts, MetadataError, instance_facts};

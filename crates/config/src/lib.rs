@@ -15,7 +15,7 @@ pub use error::{ConfigError, Problem};
 pub use model::{
     AgentSection, AwsSection, Config, ConsensusClient, ConsensusSection, DeploySection, DevSection,
     DnsMode, DnsSection, ExecutionClient, ExecutionSection, Network, NodeSection, PortsSection,
-    ReadinessSection, VolumeType, ZoneType,
+    ReadinessSection, SnapshotSection, VolumeType, ZoneType,
 };
 pub use validate::Proto;
 

@@ -28,6 +28,8 @@ pub struct Config {
     pub dev: DevSection,
     /// The AWS stack `ethnode deploy` creates.
     pub deploy: DeploySection,
+    /// Snapshots of the chain volume: on request, automatic, and pre-warming a restored volume.
+    pub snapshot: SnapshotSection,
 }
 
 /// The chain to follow.
@@ -309,6 +311,9 @@ pub struct AgentSection {
     pub crash_window_secs: u64,
     /// Per-request timeout for the instance metadata service (milliseconds).
     pub imds_timeout_ms: u64,
+    /// Bearer token for the agent's control endpoints (`POST /snapshot`) from other hosts; without it
+    /// they answer loopback callers only.
+    pub admin_token: Option<String>,
 }
 
 impl Default for AgentSection {
@@ -321,6 +326,7 @@ impl Default for AgentSection {
             crash_limit: 5,
             crash_window_secs: 600,
             imds_timeout_ms: 1000,
+            admin_token: None,
         }
     }
 }
@@ -482,6 +488,59 @@ impl Default for DeploySection {
             key_name: None,
             log_retention_days: 30,
             enable_alarms: true,
+        }
+    }
+}
+
+/// `[snapshot]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SnapshotSection {
+    /// The chain volume; unset: the volume attached to this instance as `device`.
+    pub volume_id: Option<String>,
+    /// Device name the chain volume is attached as.
+    pub device: String,
+    /// Take, promote and prune snapshots automatically.
+    pub auto: bool,
+    /// Automatic mode waits until the node has been ready this long.
+    pub ready_for_secs: u64,
+    /// Automatic mode snapshots when the newest snapshot is older than this many seconds (86400: a day).
+    pub interval_secs: u64,
+    /// Seconds between automatic-mode checks.
+    pub check_secs: u64,
+    /// Automatic mode promotes the new snapshot into the stack.
+    pub promote: bool,
+    /// Snapshots kept by pruning (besides the promoted one and any in use).
+    pub keep: usize,
+    /// Automatic mode may stop the last ready node of the stack for a snapshot.
+    pub allow_last_ready_node: bool,
+    /// After stopping the clients, resume them at the latest after this many seconds.
+    pub resume_timeout_secs: u64,
+    /// Read every file of the data dir once at start, so that a volume restored from a snapshot is
+    /// fetched from S3 in the background instead of on the clients' first reads.
+    pub prewarm: bool,
+    /// Reads in flight while pre-warming.
+    pub prewarm_parallelism: usize,
+    /// Size of one pre-warm read, KiB.
+    pub prewarm_block_kib: usize,
+}
+
+impl Default for SnapshotSection {
+    fn default() -> Self {
+        Self {
+            volume_id: None,
+            device: "/dev/sdh".into(),
+            auto: false,
+            ready_for_secs: 3600,
+            interval_secs: 86_400,
+            check_secs: 300,
+            promote: true,
+            keep: 3,
+            allow_last_ready_node: false,
+            resume_timeout_secs: 600,
+            prewarm: false,
+            prewarm_parallelism: 16,
+            prewarm_block_kib: 1024,
         }
     }
 }

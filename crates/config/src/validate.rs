@@ -199,6 +199,35 @@ impl Config {
                 "lower agent.restart_initial_ms or raise agent.restart_max_ms".into(),
             );
         }
+        let sn = &self.snapshot;
+        if sn.prewarm_parallelism == 0 || sn.prewarm_parallelism > 256 {
+            add(
+                "snapshot.prewarm_parallelism",
+                format!("{} is outside 1..=256", sn.prewarm_parallelism),
+                "set snapshot.prewarm_parallelism to e.g. 16".into(),
+            );
+        }
+        if sn.prewarm_block_kib == 0 || sn.prewarm_block_kib > 16384 {
+            add(
+                "snapshot.prewarm_block_kib",
+                format!("{} is outside 1..=16384", sn.prewarm_block_kib),
+                "set snapshot.prewarm_block_kib to e.g. 1024".into(),
+            );
+        }
+        if sn.auto && (sn.interval_secs == 0 || sn.check_secs == 0) {
+            add(
+                "snapshot.interval_secs",
+                "automatic snapshots need a positive interval and check period".into(),
+                "set snapshot.interval_secs and snapshot.check_secs to at least 1".into(),
+            );
+        }
+        if sn.auto && self.aws.stack_name.is_none() {
+            add(
+                "aws.stack_name",
+                "automatic snapshots are tagged with, and promoted into, the stack".into(),
+                "set aws.stack_name (the template sets ETHNODE_AWS_STACK_NAME on the nodes)".into(),
+            );
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             add(
                 "node.data_dir",

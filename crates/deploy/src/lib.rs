@@ -4,10 +4,14 @@
 
 mod cost;
 mod params;
+mod snapshots;
+mod stack;
 mod summary;
 
 pub use cost::{CostLine, CostReport, PriceTable, estimate};
 pub use params::{ParamError, StackParams};
+pub use snapshots::{SnapshotRow, prune_plan, snapshot_rows};
+pub use stack::{Prepared, StackError, change_set_name, prepare_parameter_update, wait_settled};
 pub use summary::{Severity, summarize};
 
 /// The CloudFormation template (`deploy/cloudformation/ethnode.yml`).

@@ -77,7 +77,7 @@ impl DeployArgs {
                 .map_or(0, |d| d.as_secs())
         );
         let id = cfn
-            .create_change_set(stack, &name, TEMPLATE, &params.pairs(), create)
+            .create_change_set(stack, &name, Some(TEMPLATE), &params.pairs(), create)
             .await?;
         let info = cfn
             .wait_change_set(

@@ -1,0 +1,371 @@
+//! Snapshots of the chain volume, coordinated with the clients.
+//!
+//! AWS's guidance for a consistent EBS snapshot is: stop writes, start the snapshot, resume as soon as it
+//! is `pending` (the point in time is fixed when CreateSnapshot returns; the copy continues in the
+//! background). So the agent stops both clients gracefully (consensus first), flushes the filesystem,
+//! starts the snapshot, waits until EBS lists it, and starts the clients again: minutes of downtime,
+//! and a snapshot that needs no database recovery. `POST /snapshot` does it on request (the CLI's
+//! `ethnode snapshot create`); automatic mode does it on a schedule and also promotes and prunes.
+
+use crate::Shared;
+use ethnode_aws::{Cfn, Ec2};
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::OnceCell;
+
+/// What a snapshot request produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SnapshotTaken {
+    /// `snap-…`
+    pub snapshot_id: String,
+    /// The chain volume.
+    pub volume_id: String,
+    /// Head block when the clients were stopped.
+    pub block: Option<u64>,
+    /// Its hash.
+    pub block_hash: Option<String>,
+    /// `manual` or `auto`.
+    pub reason: String,
+    /// Seconds the clients were down.
+    pub downtime_secs: f64,
+    /// The tags put on the snapshot.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Why a snapshot was not taken.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SnapshotError {
+    /// The node is not ready and `force` was not given.
+    #[error("node not ready ({0}); snapshot a synced node, or pass --force")]
+    NotReady(String),
+    /// No chain volume known.
+    #[error("no chain volume: {0}")]
+    NoVolume(String),
+    /// Another snapshot is being taken.
+    #[error("a snapshot is already being taken")]
+    Busy,
+    /// An AWS call failed.
+    #[error(transparent)]
+    Aws(#[from] ethnode_aws::AwsError),
+    /// EBS did not list the snapshot in time.
+    #[error("snapshot {0} did not start within {1}s; the clients were restarted")]
+    NotStarted(String, u64),
+}
+
+/// Lazily built AWS clients (an agent without snapshots never loads credentials) and the one-at-a-time lock.
+pub(crate) struct Snapshots {
+    region: Option<String>,
+    aws: OnceCell<(Ec2, Cfn)>,
+    lock: tokio::sync::Mutex<()>,
+}
+
+impl Snapshots {
+    pub(crate) fn new(config: &ethnode_config::Config) -> Self {
+        Self {
+            region: config.aws.region.clone(),
+            aws: OnceCell::new(),
+            lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    async fn clients(&self) -> &(Ec2, Cfn) {
+        self.aws
+            .get_or_init(|| async {
+                let sdk = ethnode_aws::sdk_config(self.region.as_deref()).await;
+                (Ec2::new(&sdk), Cfn::new(&sdk))
+            })
+            .await
+    }
+}
+
+fn now_epoch() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// The execution and consensus clients' own version strings, for the snapshot's tags.
+async fn client_versions(shared: &Shared) -> (Option<String>, Option<String>) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let el = async {
+        let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "web3_clientVersion", "params": []});
+        let r: serde_json::Value = http
+            .post(ethnode_clients::execution_rpc_url(&shared.config))
+            .json(&body)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        r["result"].as_str().map(str::to_owned)
+    };
+    let cl = async {
+        let base = ethnode_clients::consensus_api_url(&shared.config)?;
+        let r: serde_json::Value = http
+            .get(format!("{base}/eth/v1/node/version"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        r["data"]["version"].as_str().map(str::to_owned)
+    };
+    tokio::join!(el, cl)
+}
+
+/// EBS tag values: at most 256 characters.
+fn tag_value(v: &str) -> String {
+    v.chars().take(256).collect()
+}
+
+/// Stops the clients, snapshots the chain volume, starts the clients again.
+pub(crate) async fn take(
+    shared: &Shared,
+    force: bool,
+    reason: &str,
+) -> Result<SnapshotTaken, SnapshotError> {
+    let _one = shared
+        .snapshots
+        .lock
+        .try_lock()
+        .map_err(|_| SnapshotError::Busy)?;
+    let status = shared.status();
+    if !status.ready && !force {
+        let failing: Vec<String> = status
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        let why = if failing.is_empty() {
+            "clients not all running".to_string()
+        } else {
+            failing.join("; ")
+        };
+        return Err(SnapshotError::NotReady(why));
+    }
+    let cfg = &shared.config;
+    let (ec2, _) = shared.snapshots.clients().await;
+    let volume = match (&cfg.snapshot.volume_id, &shared.host.instance_id) {
+        (Some(v), _) => v.clone(),
+        (None, Some(instance)) => ec2
+            .volume_attached(instance, &cfg.snapshot.device)
+            .await?
+            .ok_or_else(|| {
+                SnapshotError::NoVolume(format!(
+                    "nothing attached to {instance} as {}; set snapshot.device or snapshot.volume_id",
+                    cfg.snapshot.device
+                ))
+            })?,
+        (None, None) => {
+            return Err(SnapshotError::NoVolume(
+                "not on EC2 and snapshot.volume_id is not set".into(),
+            ));
+        }
+    };
+    let (el_version, cl_version) = client_versions(shared).await;
+    let head = status.head.clone();
+    let stack = cfg.aws.stack_name.clone().unwrap_or_else(|| "none".into());
+    let mut tags: Vec<(String, String)> = vec![
+        ("ethnode:stack".into(), stack.clone()),
+        ("ethnode:network".into(), cfg.node.network.as_str().into()),
+        ("ethnode:reason".into(), reason.into()),
+        ("ethnode:volume".into(), volume.clone()),
+        ("ethnode:taken".into(), now_epoch().to_string()),
+        ("Name".into(), format!("{stack} {reason}")),
+    ];
+    if let Some(v) = el_version {
+        tags.push(("ethnode:execution".into(), tag_value(&v)));
+    }
+    if let Some(v) = cl_version {
+        tags.push(("ethnode:consensus".into(), tag_value(&v)));
+    }
+    if let Some(h) = &head {
+        tags.push(("ethnode:block".into(), h.number.to_string()));
+        tags.push(("ethnode:block-hash".into(), h.hash.clone()));
+    }
+
+    tracing::info!(volume, reason, block = ?head.as_ref().map(|h| h.number), "snapshot: stopping clients");
+    *shared.paused.lock().unwrap_or_else(|p| p.into_inner()) = Some("snapshot".into());
+    let stopped = Instant::now();
+    let mut supervision = shared.supervision.lock().await;
+    supervision.stop().await;
+    // Clients flushed on SIGTERM; push the page cache to the volume before the snapshot's point in time.
+    let _ = tokio::task::spawn_blocking(nix::unistd::sync).await;
+
+    let result = async {
+        let id = ec2
+            .create_snapshot(&volume, &format!("ethnode {stack}: {reason} snapshot"), &tags)
+            .await?;
+        tracing::info!(snapshot = %id, "snapshot: started; waiting until EBS lists it");
+        let limit = Duration::from_secs(cfg.snapshot.resume_timeout_secs);
+        let waited = Instant::now();
+        loop {
+            match ec2.snapshot(&id).await? {
+                Some(s) if s.state == "pending" || s.state == "completed" => return Ok(id),
+                _ if waited.elapsed() > limit => {
+                    return Err(SnapshotError::NotStarted(id, limit.as_secs()));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+    .await;
+
+    supervision.start();
+    drop(supervision);
+    *shared.paused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    let downtime = stopped.elapsed().as_secs_f64();
+    shared.metrics.snapshot_result(reason, result.is_ok(), downtime);
+    tracing::info!(downtime_secs = format!("{downtime:.1}"), ok = result.is_ok(), "snapshot: clients restarted");
+    let snapshot_id = result?;
+    Ok(SnapshotTaken {
+        snapshot_id,
+        volume_id: volume,
+        block: head.as_ref().map(|h| h.number),
+        block_hash: head.map(|h| h.hash),
+        reason: reason.into(),
+        downtime_secs: downtime,
+        tags,
+    })
+}
+
+/// When a snapshot was taken: our own tag, else the time EBS started it.
+fn taken_at(s: &ethnode_aws::Snapshot) -> i64 {
+    s.tag("ethnode:taken")
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(s.started_epoch)
+}
+
+/// Automatic mode: snapshot when due, promote, prune. Every step is logged and counted.
+pub(crate) async fn auto(shared: Arc<Shared>) {
+    let cfg = shared.config.snapshot.clone();
+    let mut tick = tokio::time::interval(Duration::from_secs(cfg.check_secs));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match auto_round(&shared).await {
+            Ok(Some(step)) => tracing::info!("automatic snapshot: {step}"),
+            Ok(None) => {}
+            Err(e) => {
+                shared.metrics.snapshot_auto_step("error");
+                tracing::error!("automatic snapshot failed: {e:#}");
+            }
+        }
+    }
+}
+
+/// One round; `Some(what happened)` when it did something.
+async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
+    let cfg = &shared.config;
+    let ready_for = shared
+        .ready_since
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .map(|t| t.elapsed());
+    if ready_for.is_none_or(|d| d < Duration::from_secs(cfg.snapshot.ready_for_secs)) {
+        return Ok(None);
+    }
+    let stack = cfg.aws.stack_name.clone().unwrap_or_default();
+    let (ec2, cfn) = shared.snapshots.clients().await;
+    let snapshots = ec2.snapshots_by_tag("ethnode:stack", &stack).await?;
+    let newest = snapshots
+        .iter()
+        .filter(|s| s.state != "error")
+        .map(taken_at)
+        .max();
+    if newest.is_some_and(|t| now_epoch() - t < cfg.snapshot.interval_secs as i64) {
+        return Ok(None);
+    }
+    if !cfg.snapshot.allow_last_ready_node && other_ready_nodes(shared, ec2, &stack).await == 0 {
+        shared.metrics.snapshot_auto_step("skipped-last-ready-node");
+        tracing::info!("automatic snapshot due, but this is the stack's last ready node (snapshot.allow_last_ready_node = false)");
+        return Ok(None);
+    }
+
+    let taken = take(shared, false, "auto").await?;
+    shared.metrics.snapshot_auto_step("taken");
+    tracing::info!(snapshot = %taken.snapshot_id, block = ?taken.block, downtime_secs = taken.downtime_secs, "automatic snapshot taken");
+
+    let promoted = if cfg.snapshot.promote {
+        let poll = Duration::from_secs(2);
+        let prepared = ethnode_deploy::prepare_parameter_update(
+            cfn,
+            &stack,
+            "ChainSnapshotId",
+            &taken.snapshot_id,
+            poll,
+        )
+        .await?;
+        if !prepared.no_changes {
+            cfn.execute_change_set(&prepared.id).await?;
+            ethnode_deploy::wait_settled(cfn, &stack, poll, Duration::from_secs(3600)).await?;
+        }
+        shared.metrics.snapshot_auto_step("promoted");
+        tracing::info!(snapshot = %taken.snapshot_id, stack, "automatic snapshot promoted: new instances start from it");
+        Some(taken.snapshot_id.clone())
+    } else {
+        cfn.describe(&stack)
+            .await?
+            .and_then(|s| s.parameter("ChainSnapshotId").map(str::to_owned))
+    };
+
+    let snapshots = ec2.snapshots_by_tag("ethnode:stack", &stack).await?;
+    let mut in_use = HashSet::new();
+    for s in &snapshots {
+        if !ec2.volumes_from_snapshot(&s.id).await?.is_empty() {
+            in_use.insert(s.id.clone());
+        }
+    }
+    let doomed = ethnode_deploy::prune_plan(&snapshots, cfg.snapshot.keep, promoted.as_deref(), &in_use);
+    for id in &doomed {
+        ec2.delete_snapshot(id).await?;
+        shared.metrics.snapshot_auto_step("pruned");
+        tracing::info!(snapshot = %id, "automatic snapshot: pruned");
+    }
+    Ok(Some(format!(
+        "{} taken, {}, {} pruned",
+        taken.snapshot_id,
+        if promoted.as_deref() == Some(taken.snapshot_id.as_str()) {
+            "promoted"
+        } else {
+            "not promoted"
+        },
+        doomed.len()
+    )))
+}
+
+/// How many other nodes of the stack answer ready. Their agents are reached on their private addresses.
+async fn other_ready_nodes(shared: &Shared, ec2: &Ec2, stack: &str) -> usize {
+    let Ok(instances) = ec2.instances_by_tag("ethnode:stack", stack).await else {
+        return 0;
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let mut ready = 0;
+    for i in instances {
+        if Some(&i.id) == shared.host.instance_id.as_ref() || i.state != "running" {
+            continue;
+        }
+        let Some(ip) = i.private_ip else { continue };
+        let url = format!("http://{ip}:{}/health/ready", shared.config.ports.agent);
+        if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            ready += 1;
+        }
+    }
+    ready
+}
+
+/// A small boxed error for the automatic mode's chain of AWS steps.
+mod anyhow_like {
+    pub(crate) type Result<T> = std::result::Result<T, Box<dyn std::error::Error + Send + Sync>>;
+}
