@@ -1,11 +1,16 @@
-"""moto_server for ethnode's tests, with one fix to moto's CloudFormation emulation.
+"""moto_server for ethnode's tests, with two fixes to moto's CloudFormation emulation.
 
-moto 5.2.x builds a stack's outputs and exports once, from the template the stack had when it was made. A
+1. moto 5.2.x builds a stack's outputs and exports once, from the template the stack had when it was made. A
 stack made by a CREATE change set starts with an empty template, and executing a change set never rebuilds
 them, so stacks deployed through change sets (as `ethnode deploy` does, like the AWS console) show no
 outputs and list no exports. Real CloudFormation does both. This wrapper rebuilds them after each change
-set is executed and otherwise runs moto's own server unchanged:
-`python scripts/moto_server.py -H 127.0.0.1 -p PORT`.
+set is executed.
+
+2. DescribeStacks renders list parameters (List<AWS::EC2::Subnet::Id>) as Python lists ("['subnet-…']")
+where CloudFormation returns "subnet-a,subnet-b"; passing such a value back (as `ethnode snapshot promote`
+does, keeping every other parameter) then breaks the stack. Lists are joined with commas.
+
+Otherwise this runs moto's own server unchanged: `python scripts/moto_server.py -H 127.0.0.1 -p PORT`.
 """
 
 from moto.cloudformation import models
@@ -29,6 +34,20 @@ def _execute_and_publish_outputs(self, change_set_name, stack_name=None):
 
 
 models.CloudFormationBackend.execute_change_set = _execute_and_publish_outputs
+
+_parameter_list = models.Stack.parameter_list.fget
+
+
+def _parameter_list_as_cloudformation_renders_it(self):
+    return [
+        {**p, "ParameterValue": ",".join(p["ParameterValue"])}
+        if isinstance(p["ParameterValue"], list)
+        else p
+        for p in _parameter_list(self)
+    ]
+
+
+models.Stack.parameter_list = property(_parameter_list_as_cloudformation_renders_it)
 
 if __name__ == "__main__":
     main()

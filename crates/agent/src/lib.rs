@@ -138,10 +138,19 @@ impl Shared {
             .collect();
         s.live = !self.stopping.load(Ordering::Relaxed) && s.clients.iter().all(|c| c.running);
         s.ready = s.ready && s.live;
-        if let Some(why) = self.paused.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+        if let Some(why) = self
+            .paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
             s.sync.stage = format!("paused: {why}");
         }
-        s.prewarm = self.prewarm.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        s.prewarm = self
+            .prewarm
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         s.host = self.host.clone();
         s.dns = self.dns.lock().unwrap_or_else(|p| p.into_inner()).clone();
         s

@@ -142,9 +142,21 @@ impl Metrics {
                 "1 while this node's DNS record is registered",
                 Gauge::default()
             ),
-            snapshots: reg!("snapshots", "Snapshots attempted, by reason and result", Family::default()),
-            snapshot_downtime: reg!("snapshot_downtime_seconds", "Seconds the clients were stopped for the last snapshot", FGauge::default()),
-            snapshot_auto_steps: reg!("snapshot_auto_steps", "Automatic-mode steps: taken, promoted, pruned, skipped-last-ready-node, error", Family::default()),
+            snapshots: reg!(
+                "snapshots",
+                "Snapshots attempted, by reason and result",
+                Family::default()
+            ),
+            snapshot_downtime: reg!(
+                "snapshot_downtime_seconds",
+                "Seconds the clients were stopped for the last snapshot",
+                FGauge::default()
+            ),
+            snapshot_auto_steps: reg!(
+                "snapshot_auto_steps",
+                "Automatic-mode steps: taken, promoted, pruned, skipped-last-ready-node, error",
+                Family::default()
+            ),
             registry,
         }
     }
@@ -180,7 +192,9 @@ impl Metrics {
     }
 
     pub(crate) fn snapshot_auto_step(&self, step: &str) {
-        self.snapshot_auto_steps.get_or_create(&[("step", step.to_owned())]).inc();
+        self.snapshot_auto_steps
+            .get_or_create(&[("step", step.to_owned())])
+            .inc();
     }
 
     /// Copies a health snapshot into the gauges.

@@ -135,7 +135,11 @@ fn files_below(dir: &Path) -> Vec<(PathBuf, u64)> {
 }
 
 /// Pre-warms every file below `dir`; `progress` is updated about once a second.
-pub fn prewarm_dir(dir: &Path, p: Prewarm, progress: &Mutex<Option<PrewarmProgress>>) -> PrewarmProgress {
+pub fn prewarm_dir(
+    dir: &Path,
+    p: Prewarm,
+    progress: &Mutex<Option<PrewarmProgress>>,
+) -> PrewarmProgress {
     let files = files_below(dir);
     let mut sources: Vec<Box<dyn ReadAt>> = Vec::new();
     let mut open_errors = 0;
@@ -245,7 +249,14 @@ mod tests {
         });
         let sources: Vec<Box<dyn ReadAt>> = vec![Box::new(counting.clone())];
         let done = AtomicU64::new(0);
-        let errors = prewarm_source(&sources, Prewarm { parallelism: 4, block }, &done);
+        let errors = prewarm_source(
+            &sources,
+            Prewarm {
+                parallelism: 4,
+                block,
+            },
+            &done,
+        );
         assert_eq!(errors, 0);
         assert_eq!(done.load(Ordering::SeqCst), len as u64);
         let reads = counting.reads.lock().unwrap();
@@ -266,11 +277,21 @@ mod tests {
         std::fs::write(dir.path().join("jwt.hex"), "ab").unwrap();
         std::fs::write(dir.path().join("empty"), "").unwrap();
         let progress = Mutex::new(None);
-        let r = prewarm_dir(dir.path(), Prewarm { parallelism: 3, block: 65536 }, &progress);
+        let r = prewarm_dir(
+            dir.path(),
+            Prewarm {
+                parallelism: 3,
+                block: 65536,
+            },
+            &progress,
+        );
         assert_eq!(r.files, 3);
         assert_eq!(r.bytes_total, 300_002);
         assert_eq!(r.bytes_done, 300_002);
         assert!(r.done && r.errors == 0);
-        assert_eq!(progress.lock().unwrap().as_ref().unwrap().bytes_done, 300_002);
+        assert_eq!(
+            progress.lock().unwrap().as_ref().unwrap().bytes_done,
+            300_002
+        );
     }
 }

@@ -202,7 +202,11 @@ pub(crate) async fn take(
 
     let result = async {
         let id = ec2
-            .create_snapshot(&volume, &format!("ethnode {stack}: {reason} snapshot"), &tags)
+            .create_snapshot(
+                &volume,
+                &format!("ethnode {stack}: {reason} snapshot"),
+                &tags,
+            )
             .await?;
         tracing::info!(snapshot = %id, "snapshot: started; waiting until EBS lists it");
         let limit = Duration::from_secs(cfg.snapshot.resume_timeout_secs);
@@ -223,8 +227,14 @@ pub(crate) async fn take(
     drop(supervision);
     *shared.paused.lock().unwrap_or_else(|p| p.into_inner()) = None;
     let downtime = stopped.elapsed().as_secs_f64();
-    shared.metrics.snapshot_result(reason, result.is_ok(), downtime);
-    tracing::info!(downtime_secs = format!("{downtime:.1}"), ok = result.is_ok(), "snapshot: clients restarted");
+    shared
+        .metrics
+        .snapshot_result(reason, result.is_ok(), downtime);
+    tracing::info!(
+        downtime_secs = format!("{downtime:.1}"),
+        ok = result.is_ok(),
+        "snapshot: clients restarted"
+    );
     let snapshot_id = result?;
     Ok(SnapshotTaken {
         snapshot_id,
@@ -286,7 +296,9 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
     }
     if !cfg.snapshot.allow_last_ready_node && other_ready_nodes(shared, ec2, &stack).await == 0 {
         shared.metrics.snapshot_auto_step("skipped-last-ready-node");
-        tracing::info!("automatic snapshot due, but this is the stack's last ready node (snapshot.allow_last_ready_node = false)");
+        tracing::info!(
+            "automatic snapshot due, but this is the stack's last ready node (snapshot.allow_last_ready_node = false)"
+        );
         return Ok(None);
     }
 
@@ -324,7 +336,8 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
             in_use.insert(s.id.clone());
         }
     }
-    let doomed = ethnode_deploy::prune_plan(&snapshots, cfg.snapshot.keep, promoted.as_deref(), &in_use);
+    let doomed =
+        ethnode_deploy::prune_plan(&snapshots, cfg.snapshot.keep, promoted.as_deref(), &in_use);
     for id in &doomed {
         ec2.delete_snapshot(id).await?;
         shared.metrics.snapshot_auto_step("pruned");
@@ -358,7 +371,12 @@ async fn other_ready_nodes(shared: &Shared, ec2: &Ec2, stack: &str) -> usize {
         }
         let Some(ip) = i.private_ip else { continue };
         let url = format!("http://{ip}:{}/health/ready", shared.config.ports.agent);
-        if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+        if http
+            .get(&url)
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
             ready += 1;
         }
     }

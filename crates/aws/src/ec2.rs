@@ -67,7 +67,10 @@ pub struct Snapshot {
 impl Snapshot {
     /// A tag's value.
     pub fn tag(&self, key: &str) -> Option<&str> {
-        self.tags.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.tags
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -223,20 +226,42 @@ impl Ec2 {
     }
 
     /// The volume attached to `instance` as `device`, if any.
-    pub async fn volume_attached(&self, instance: &str, device: &str) -> Result<Option<String>, AwsError> {
+    pub async fn volume_attached(
+        &self,
+        instance: &str,
+        device: &str,
+    ) -> Result<Option<String>, AwsError> {
         let out = self
             .client
             .describe_volumes()
-            .filters(Filter::builder().name("attachment.instance-id").values(instance).build())
-            .filters(Filter::builder().name("attachment.device").values(device).build())
+            .filters(
+                Filter::builder()
+                    .name("attachment.instance-id")
+                    .values(instance)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("attachment.device")
+                    .values(device)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| AwsError::sdk(SERVICE, "DescribeVolumes", e))?;
-        Ok(out.volumes().first().and_then(|v| v.volume_id()).map(str::to_owned))
+        Ok(out
+            .volumes()
+            .first()
+            .and_then(|v| v.volume_id())
+            .map(str::to_owned))
     }
 
     /// Snapshots owned by this account carrying tag `key=value`, newest first.
-    pub async fn snapshots_by_tag(&self, key: &str, value: &str) -> Result<Vec<Snapshot>, AwsError> {
+    pub async fn snapshots_by_tag(
+        &self,
+        key: &str,
+        value: &str,
+    ) -> Result<Vec<Snapshot>, AwsError> {
         let mut out = Vec::new();
         let mut pages = self
             .client
@@ -255,7 +280,13 @@ impl Ec2 {
 
     /// One snapshot, or `None` when it does not exist (any more).
     pub async fn snapshot(&self, id: &str) -> Result<Option<Snapshot>, AwsError> {
-        match self.client.describe_snapshots().snapshot_ids(id).send().await {
+        match self
+            .client
+            .describe_snapshots()
+            .snapshot_ids(id)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.snapshots().first().map(snapshot_of)),
             Err(e) => {
                 let err = AwsError::sdk(SERVICE, "DescribeSnapshots", e);
@@ -273,7 +304,12 @@ impl Ec2 {
         let out = self
             .client
             .describe_volumes()
-            .filters(Filter::builder().name("snapshot-id").values(snapshot).build())
+            .filters(
+                Filter::builder()
+                    .name("snapshot-id")
+                    .values(snapshot)
+                    .build(),
+            )
             .send()
             .await
             .map_err(|e| AwsError::sdk(SERVICE, "DescribeVolumes", e))?;
@@ -292,6 +328,37 @@ impl Ec2 {
             .send()
             .await
             .map_err(|e| AwsError::sdk(SERVICE, "DeleteSnapshot", e))?;
+        Ok(())
+    }
+
+    /// Enables Fast Snapshot Restore for `snapshot` in the given availability zones.
+    pub async fn enable_fast_restore(
+        &self,
+        snapshot: &str,
+        zones: &[String],
+    ) -> Result<(), AwsError> {
+        let out = self
+            .client
+            .enable_fast_snapshot_restores()
+            .source_snapshot_ids(snapshot)
+            .set_availability_zones(Some(zones.to_vec()))
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "EnableFastSnapshotRestores", e))?;
+        if let Some(err) = out.unsuccessful().first() {
+            let why = err
+                .fast_snapshot_restore_state_errors()
+                .iter()
+                .filter_map(|e| e.error().and_then(|x| x.message()))
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(AwsError {
+                service: SERVICE,
+                operation: "EnableFastSnapshotRestores",
+                code: None,
+                message: why,
+            });
+        }
         Ok(())
     }
 }

@@ -106,7 +106,11 @@ mod tests {
         assert_eq!(plan, vec!["snap-c", "snap-f"]);
         assert!(prune_plan(&snaps, 10, None, &HashSet::new()).is_empty());
         let all = prune_plan(&snaps, 0, None, &HashSet::new());
-        assert_eq!(all.len(), 5, "everything completed, nothing pending: {all:?}");
+        assert_eq!(
+            all.len(),
+            5,
+            "everything completed, nothing pending: {all:?}"
+        );
     }
 
     #[test]

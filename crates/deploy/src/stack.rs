@@ -86,12 +86,23 @@ pub async fn prepare_parameter_update(
     let params: Vec<(String, String)> = info
         .parameters
         .iter()
-        .map(|(k, v)| (k.clone(), if k == key { value.to_owned() } else { v.clone() }))
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                if k == key {
+                    value.to_owned()
+                } else {
+                    v.clone()
+                },
+            )
+        })
         .collect();
     let id = cfn
         .create_change_set(stack, &change_set_name(key), None, &params, false)
         .await?;
-    let cs = cfn.wait_change_set(&id, poll, Duration::from_secs(600)).await?;
+    let cs = cfn
+        .wait_change_set(&id, poll, Duration::from_secs(600))
+        .await?;
     if cs.status == "FAILED" {
         let reason = cs.reason.unwrap_or_default();
         if reason.contains("didn't contain changes") || reason.contains("No updates") {

@@ -6,6 +6,8 @@ mod cost;
 mod deploy;
 mod destroy;
 mod image;
+mod prewarm;
+mod snapshot;
 mod stack;
 mod status;
 mod template;
@@ -61,6 +63,11 @@ enum Command {
     Image(image::ImageCmd),
     /// Monthly cost of the configured stack, next to a hosted RPC plan.
     Cost(cost::CostArgs),
+    /// Chain-volume snapshots: create (consistent, via the agent), list, promote, prune.
+    #[command(subcommand)]
+    Snapshot(snapshot::SnapshotCmd),
+    /// Read every block of a file, device or directory once (pre-warm a restored volume) and report MB/s.
+    Prewarm(prewarm::PrewarmArgs),
 }
 
 impl Cli {
@@ -80,6 +87,8 @@ impl Cli {
             Command::Template(args) => args.run(&globals),
             Command::Image(cmd) => cmd.run(&globals).await,
             Command::Cost(args) => args.run(&globals),
+            Command::Snapshot(cmd) => cmd.run(&globals).await,
+            Command::Prewarm(args) => args.run(&globals),
         }
     }
 }

@@ -360,6 +360,84 @@ impl Moto {
     }
 }
 
+impl Moto {
+    /// A VPC and a subnet in it, for stacks.
+    pub fn network(&self) -> (String, String) {
+        let vpc = self.aws_text(&[
+            "ec2",
+            "create-vpc",
+            "--cidr-block",
+            "10.0.0.0/16",
+            "--query",
+            "Vpc.VpcId",
+        ]);
+        let subnet = self.aws_text(&[
+            "ec2",
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            "10.0.1.0/24",
+            "--query",
+            "Subnet.SubnetId",
+        ]);
+        (vpc, subnet)
+    }
+
+    /// A stack parameter's current value.
+    pub fn stack_parameter(&self, stack: &str, key: &str) -> String {
+        self.aws_text(&[
+            "cloudformation",
+            "describe-stacks",
+            "--stack-name",
+            stack,
+            "--query",
+            &format!("Stacks[0].Parameters[?ParameterKey=='{key}'].ParameterValue"),
+        ])
+    }
+
+    /// A new volume's id.
+    pub fn volume(&self) -> String {
+        self.aws_text(&[
+            "ec2",
+            "create-volume",
+            "--size",
+            "20",
+            "--availability-zone",
+            "us-east-1a",
+            "--query",
+            "VolumeId",
+        ])
+    }
+}
+
+/// An ethnode.toml for a stack in `vpc`/`subnet` (alarms off: moto has none).
+pub fn stack_config(stack: &str, vpc: &str, subnet: &str) -> String {
+    format!(
+        r#"[dns]
+name = "mainnet.eth.internal"
+[aws]
+stack_name = "{stack}"
+[deploy]
+vpc_id = "{vpc}"
+subnet_ids = ["{subnet}"]
+image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ethnode:0.1.0"
+enable_alarms = false
+"#
+    )
+}
+
+/// Runs `ethnode ARGS` to completion (60 s at most): exit code, stdout, stderr.
+pub async fn run_ethnode(
+    dir: &Path,
+    args: &[&str],
+    env: &[(&str, String)],
+) -> (i32, String, String) {
+    let mut run = Ethnode::spawn(dir, args, env);
+    let code = run.wait(Duration::from_secs(60)).await.code().unwrap_or(-1);
+    (code, run.stdout_text(), run.stderr_text())
+}
+
 impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();

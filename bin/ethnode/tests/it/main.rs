@@ -12,3 +12,4 @@ mod deploy;
 mod harness;
 mod imds;
 mod route53;
+mod snapshots;

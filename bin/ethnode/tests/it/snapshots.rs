@@ -1,0 +1,386 @@
+//! Snapshot lifecycle with the real CLI, a real agent on anvil, and moto as EC2 and CloudFormation:
+//! create (through the agent) → list → promote → prune; refusal when not ready; automatic mode.
+
+use crate::harness::*;
+use serde_json::{Value, json};
+use std::path::Path;
+use std::time::Duration;
+
+/// Deploys `stack` on moto from a config file in `dir`.
+async fn deploy(moto: &Moto, dir: &Path, stack: &str) {
+    let (vpc, subnet) = moto.network();
+    let path = dir.join("stack.toml");
+    std::fs::write(&path, stack_config(stack, &vpc, &subnet)).unwrap();
+    let (code, out, err) = run_ethnode(
+        dir,
+        &[
+            "deploy",
+            "--yes",
+            "--poll-secs",
+            "1",
+            "--config",
+            path.to_str().unwrap(),
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+fn snapshot_tags(moto: &Moto, id: &str) -> Value {
+    let out = moto.aws(&["ec2", "describe-snapshots", "--snapshot-ids", id]);
+    let mut tags = serde_json::Map::new();
+    for t in out["Snapshots"][0]["Tags"].as_array().unwrap() {
+        tags.insert(t["Key"].as_str().unwrap().into(), t["Value"].clone());
+    }
+    Value::Object(tags)
+}
+
+#[tokio::test]
+async fn create_list_promote_prune_end_to_end() {
+    const STACK: &str = "ethnode-snap";
+    let moto = Moto::start().await;
+    let work = tempfile::tempdir().unwrap();
+    deploy(&moto, work.path(), STACK).await;
+    let volume = moto.volume();
+    let node = DevNode::new(&format!(
+        "[aws]\nstack_name = \"{STACK}\"\n[snapshot]\nvolume_id = \"{volume}\"\n"
+    ));
+    let _agent = node.agent(&moto.env());
+    let before = node.wait_ready(Duration::from_secs(30)).await;
+    let pid_before = before["clients"][0]["pid"].as_u64().unwrap();
+    let cfg = node.config.to_str().unwrap().to_string();
+    let agent_url = node.api("");
+
+    // create: the agent stops anvil, snapshots, restarts it; the CLI follows the snapshot to completed.
+    let (code, out, err) = run_ethnode(
+        node.dir.path(),
+        &[
+            "snapshot", "create", "--agent", &agent_url, "--json", "--config", &cfg,
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let first: Value = serde_json::from_str(&out).unwrap();
+    let first_id = first["snapshot_id"].as_str().unwrap().to_string();
+    assert_eq!(first["state"], json!("completed"));
+    assert_eq!(first["volume_id"], json!(volume));
+    assert!(first["downtime_secs"].as_f64().unwrap() > 0.0);
+    let block = first["block"].as_u64().unwrap();
+
+    // Tags: stack, network, client and version, block number and hash, reason.
+    let tags = snapshot_tags(&moto, &first_id);
+    assert_eq!(tags["ethnode:stack"], json!(STACK));
+    assert_eq!(tags["ethnode:network"], json!("dev"));
+    assert_eq!(tags["ethnode:reason"], json!("manual"));
+    assert_eq!(tags["ethnode:block"], json!(block.to_string()));
+    assert!(
+        tags["ethnode:execution"]
+            .as_str()
+            .unwrap()
+            .starts_with("anvil"),
+        "{tags}"
+    );
+    let chain_block = rpc(
+        &node.rpc(),
+        "eth_getBlockByNumber",
+        json!([format!("{block:#x}"), false]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(tags["ethnode:block-hash"], chain_block["hash"]);
+
+    // The clients came back: a new anvil, not counted as a crash, the chain where it was.
+    let after = node.wait_ready(Duration::from_secs(30)).await;
+    assert_ne!(after["clients"][0]["pid"].as_u64().unwrap(), pid_before);
+    assert_eq!(after["clients"][0]["restarts"], json!(0));
+    assert!(after["head"]["number"].as_u64().unwrap() >= block);
+    let metrics = get_text(&node.api("/metrics")).await.unwrap();
+    assert!(
+        metrics.contains("ethnode_snapshots_total{reason=\"manual\",result=\"ok\"} 1"),
+        "{metrics}"
+    );
+
+    let (code, out, err) = run_ethnode(
+        node.dir.path(),
+        &[
+            "snapshot", "create", "--agent", &agent_url, "--json", "--config", &cfg,
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let second_id = serde_json::from_str::<Value>(&out).unwrap()["snapshot_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // list
+    let (code, out, _) = run_ethnode(
+        node.dir.path(),
+        &["snapshot", "list", "--json", "--config", &cfg],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0);
+    let rows: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2, "{rows:?}");
+    assert!(ids.contains(&first_id.as_str()) && ids.contains(&second_id.as_str()));
+    assert!(
+        rows.iter()
+            .all(|r| r["promoted"] == json!(false) && r["state"] == json!("completed"))
+    );
+    assert!(rows.iter().any(|r| r["block"] == json!(block)));
+
+    // promote --latest: the stack's ChainSnapshotId through a change set.
+    let (code, out, err) = run_ethnode(
+        node.dir.path(),
+        &[
+            "snapshot",
+            "promote",
+            "--latest",
+            "--yes",
+            "--poll-secs",
+            "1",
+            "--config",
+            &cfg,
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let promoted = moto.stack_parameter(STACK, "ChainSnapshotId");
+    assert_eq!(promoted, second_id, "--latest promotes the newest");
+    // Everything else about the stack is as deployed.
+    assert_eq!(moto.stack_parameter(STACK, "VolumeSize"), "2048");
+
+    // prune --keep 0: only the promoted one survives.
+    let (code, out, err) = run_ethnode(
+        node.dir.path(),
+        &[
+            "snapshot", "prune", "--keep", "0", "--yes", "--json", "--config", &cfg,
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let pruned: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(pruned["deleted"], json!([first_id]));
+    let left = moto.aws(&[
+        "ec2",
+        "describe-snapshots",
+        "--filters",
+        &format!("Name=tag:ethnode:stack,Values={STACK}"),
+    ]);
+    let left: Vec<&str> = left["Snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["SnapshotId"].as_str().unwrap())
+        .collect();
+    assert_eq!(left, vec![second_id.as_str()]);
+}
+
+#[tokio::test]
+async fn create_is_refused_when_not_ready_and_force_overrides() {
+    let moto = Moto::start().await;
+    let volume = moto.volume();
+    // A reference chain 100 blocks ahead: our node is "behind", so not ready.
+    let ref_port = free_port();
+    let mut reference = std::process::Command::new(tool("anvil"))
+        .args(["--port", &ref_port.to_string(), "--host", "127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let ref_url = format!("http://127.0.0.1:{ref_port}");
+    wait_for("reference anvil", Duration::from_secs(20), || async {
+        rpc(&ref_url, "anvil_mine", json!(["0x64"]))
+            .await
+            .map(|_| ())
+    })
+    .await;
+    let node = DevNode::new(&format!(
+        "[aws]\nstack_name = \"lonely\"\n[snapshot]\nvolume_id = \"{volume}\"\n"
+    ));
+    // DevNode has its own [readiness] table: the reference comes from the environment.
+    let mut env = moto.env();
+    env.push(("ETHNODE_READINESS_REFERENCE_RPC", ref_url.clone()));
+    let _agent = node.agent(&env);
+    let status = wait_for(
+        "agent answering, not ready",
+        Duration::from_secs(30),
+        || async {
+            let (_, s) = get_json(&node.api("/status")).await?;
+            s["checks"]
+                .as_array()?
+                .iter()
+                .find(|c| c["name"] == json!("reference_lag") && c["ok"] == json!(false))?;
+            Some(s)
+        },
+    )
+    .await;
+    assert_eq!(status["ready"], json!(false));
+    let cfg = node.config.to_str().unwrap().to_string();
+    let agent_url = node.api("");
+
+    let (code, _, err) = run_ethnode(
+        node.dir.path(),
+        &[
+            "snapshot", "create", "--agent", &agent_url, "--config", &cfg,
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("node not ready") && err.contains("reference_lag") && err.contains("--force"),
+        "{err}"
+    );
+    let none = moto.aws(&[
+        "ec2",
+        "describe-snapshots",
+        "--filters",
+        "Name=tag:ethnode:stack,Values=lonely",
+    ]);
+    assert_eq!(none["Snapshots"], json!([]));
+
+    let (code, out, err) = run_ethnode(
+        node.dir.path(),
+        &[
+            "snapshot", "create", "--force", "--json", "--agent", &agent_url, "--config", &cfg,
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let taken: Value = serde_json::from_str(&out).unwrap();
+    assert!(taken["snapshot_id"].as_str().unwrap().starts_with("snap-"));
+    let _ = reference.kill();
+    let _ = reference.wait();
+}
+
+#[tokio::test]
+async fn automatic_mode_snapshots_after_readiness_promotes_and_prunes() {
+    const STACK: &str = "ethnode-auto";
+    let moto = Moto::start().await;
+    let work = tempfile::tempdir().unwrap();
+    deploy(&moto, work.path(), STACK).await;
+    // Two snapshots taken two days ago (by their ethnode:taken tag): due for a new one, and prunable.
+    let old_volume = moto.volume();
+    let two_days_ago = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 2 * 86_400)
+        .to_string();
+    let mut old = Vec::new();
+    for _ in 0..2 {
+        old.push(moto.aws_text(&[
+            "ec2", "create-snapshot", "--volume-id", &old_volume,
+            "--tag-specifications",
+            &format!("ResourceType=snapshot,Tags=[{{Key=ethnode:stack,Value={STACK}}},{{Key=ethnode:taken,Value={two_days_ago}}}]"),
+            "--query", "SnapshotId",
+        ]));
+    }
+    let volume = moto.volume();
+    let node = DevNode::new(&format!(
+        "[aws]\nstack_name = \"{STACK}\"\n[snapshot]\nvolume_id = \"{volume}\"\nauto = true\nready_for_secs = 1\ncheck_secs = 1\ninterval_secs = 3600\nkeep = 1\nallow_last_ready_node = true\n"
+    ));
+    let _agent = node.agent(&moto.env());
+
+    let promoted = wait_for(
+        "an automatic snapshot promoted",
+        Duration::from_secs(60),
+        || async {
+            let id = moto.stack_parameter(STACK, "ChainSnapshotId");
+            (!id.is_empty()).then_some(id)
+        },
+    )
+    .await;
+    let tags = snapshot_tags(&moto, &promoted);
+    assert_eq!(tags["ethnode:reason"], json!("auto"));
+    assert_eq!(tags["ethnode:volume"], json!(volume));
+    // Pruned: the two old ones are gone; only the new, promoted one is left.
+    let remaining = wait_for("old snapshots pruned", Duration::from_secs(30), || async {
+        let out = moto.aws(&[
+            "ec2",
+            "describe-snapshots",
+            "--filters",
+            &format!("Name=tag:ethnode:stack,Values={STACK}"),
+        ]);
+        let ids: Vec<String> = out["Snapshots"]
+            .as_array()?
+            .iter()
+            .map(|s| s["SnapshotId"].as_str().unwrap().to_string())
+            .collect();
+        (ids.len() == 1).then_some(ids)
+    })
+    .await;
+    assert_eq!(remaining, vec![promoted.clone()]);
+    let metrics = get_text(&node.api("/metrics")).await.unwrap();
+    for line in [
+        "ethnode_snapshot_auto_steps_total{step=\"taken\"} 1",
+        "ethnode_snapshot_auto_steps_total{step=\"promoted\"} 1",
+        "ethnode_snapshot_auto_steps_total{step=\"pruned\"} 2",
+    ] {
+        assert!(metrics.contains(line), "missing {line}:\n{metrics}");
+    }
+    // Not due again for an hour: a few more rounds take nothing.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let metrics = get_text(&node.api("/metrics")).await.unwrap();
+    assert!(
+        metrics.contains("ethnode_snapshot_auto_steps_total{step=\"taken\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn automatic_mode_spares_the_last_ready_node() {
+    let moto = Moto::start().await;
+    let volume = moto.volume();
+    // No other instance of this stack exists: this node is the last ready one.
+    let node = DevNode::new(&format!(
+        "[aws]\nstack_name = \"lonely-auto\"\n[snapshot]\nvolume_id = \"{volume}\"\nauto = true\nready_for_secs = 1\ncheck_secs = 1\n"
+    ));
+    let _agent = node.agent(&moto.env());
+    wait_for("a skipped round", Duration::from_secs(30), || async {
+        let m = get_text(&node.api("/metrics")).await?;
+        m.contains("ethnode_snapshot_auto_steps_total{step=\"skipped-last-ready-node\"}")
+            .then_some(())
+    })
+    .await;
+    let none = moto.aws(&[
+        "ec2",
+        "describe-snapshots",
+        "--filters",
+        "Name=tag:ethnode:stack,Values=lonely-auto",
+    ]);
+    assert_eq!(none["Snapshots"], json!([]));
+}
+
+#[tokio::test]
+async fn prewarm_command_reads_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("chain.img");
+    std::fs::write(&file, vec![7u8; 3 * 1024 * 1024 + 5]).unwrap();
+    let (code, out, err) = run_ethnode(
+        dir.path(),
+        &[
+            "prewarm",
+            file.to_str().unwrap(),
+            "--parallelism",
+            "4",
+            "--block-kib",
+            "64",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let r: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["bytes"], json!(3 * 1024 * 1024 + 5));
+    assert_eq!(r["errors"], json!(0));
+}
