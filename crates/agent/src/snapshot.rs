@@ -251,7 +251,7 @@ pub(crate) async fn take(
 fn taken_at(s: &ethnode_aws::Snapshot) -> i64 {
     s.tag("ethnode:taken")
         .and_then(|t| t.parse().ok())
-        .unwrap_or(s.started_epoch)
+        .unwrap_or(s.started_ms / 1000)
 }
 
 /// Automatic mode: snapshot when due, promote, prune. Every step is logged and counted.

@@ -56,8 +56,8 @@ pub struct Snapshot {
     pub progress: Option<String>,
     /// Start time (RFC 3339).
     pub started: Option<String>,
-    /// Start time, seconds since the epoch (for sorting and ages).
-    pub started_epoch: i64,
+    /// Start time, milliseconds since the epoch: snapshots taken in the same second still sort.
+    pub started_ms: i64,
     /// Size of the source volume in GiB.
     pub volume_size_gib: i32,
     /// Its tags.
@@ -92,7 +92,9 @@ fn snapshot_of(s: &aws_sdk_ec2::types::Snapshot) -> Snapshot {
         state: s.state().map(|x| x.as_str().to_owned()).unwrap_or_default(),
         progress: s.progress().map(str::to_owned),
         started: s.start_time().map(|t| t.to_string()),
-        started_epoch: s.start_time().map_or(0, |t| t.secs()),
+        started_ms: s
+            .start_time()
+            .map_or(0, |t| (t.as_nanos() / 1_000_000) as i64),
         volume_size_gib: s.volume_size().unwrap_or_default(),
         tags: tags_of(s.tags()),
     }
@@ -274,7 +276,7 @@ impl Ec2 {
             let page = page.map_err(|e| AwsError::sdk(SERVICE, "DescribeSnapshots", e))?;
             out.extend(page.snapshots().iter().map(snapshot_of));
         }
-        out.sort_by_key(|s| std::cmp::Reverse(s.started_epoch));
+        out.sort_by_key(|s| std::cmp::Reverse(s.started_ms));
         Ok(out)
     }
 

@@ -457,6 +457,8 @@ pub struct DeploySection {
     pub volume_iops: u32,
     /// Throughput in MiB/s (gp3 only).
     pub volume_throughput: u32,
+    /// MiB/s at which EBS initializes a volume restored from a snapshot (100-300); 0: lazy loading.
+    pub volume_initialization_rate: u32,
     /// Number of nodes (Auto Scaling group size).
     pub node_count: u32,
     /// Node image URI (ethnode agent + clients); `ethnode image push` prints it.
@@ -483,6 +485,7 @@ impl Default for DeploySection {
             volume_size_gib: 2048,
             volume_iops: 6000,
             volume_throughput: 500,
+            volume_initialization_rate: 0,
             node_count: 1,
             image: None,
             key_name: None,

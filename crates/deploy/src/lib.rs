@@ -82,10 +82,18 @@ mod tests {
             .lines()
             .filter(|l| l.contains("IpProtocol:"))
             .count();
+        // Plus one: nodes reach each other's agent API (NodeAgentFromPeers).
         assert_eq!(
             all_rules,
-            2 * p2p.len() + rpc.len(),
+            2 * p2p.len() + rpc.len() + 1,
             "an ingress rule of another kind crept in"
+        );
+        let peers = TEMPLATE.split("NodeAgentFromPeers:").nth(1).unwrap();
+        let peers = &peers[..peers.find("\n\n").unwrap()];
+        assert!(
+            peers.contains("FromPort: 8555")
+                && peers.contains("SourceSecurityGroupId: !Ref NodeSecurityGroup"),
+            "{peers}"
         );
         assert!(
             !TEMPLATE.contains("8551"),

@@ -133,6 +133,14 @@ impl StackParams {
             );
         }
         check_volume(config, &mut err);
+        let rate = d.volume_initialization_rate;
+        if rate != 0 && !(100..=300).contains(&rate) {
+            err(
+                "VolumeInitializationRate",
+                "deploy.volume_initialization_rate",
+                format!("{rate} MiB/s: EBS takes 100..=300, or 0 for lazy loading"),
+            );
+        }
         if !(1..=10).contains(&d.node_count) {
             err(
                 "NodeCount",
@@ -183,6 +191,11 @@ impl StackParams {
             ("VolumeSize", d.volume_size_gib.to_string()),
             ("VolumeIops", d.volume_iops.to_string()),
             ("VolumeThroughput", d.volume_throughput.to_string()),
+            (
+                "VolumeInitializationRate",
+                d.volume_initialization_rate.to_string(),
+            ),
+            ("AutoSnapshots", config.snapshot.auto.to_string()),
             ("KeyName", d.key_name.clone().unwrap_or_default()),
             ("LogRetentionDays", d.log_retention_days.to_string()),
             ("EnableAlarms", d.enable_alarms.to_string()),

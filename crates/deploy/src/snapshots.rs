@@ -39,7 +39,7 @@ pub fn snapshot_rows(
         .map(|s| SnapshotRow {
             id: s.id.clone(),
             block: s.tag("ethnode:block").and_then(|b| b.parse().ok()),
-            age_secs: (now - s.started_epoch).max(0),
+            age_secs: (now - s.started_ms / 1000).max(0),
             size_gib: s.volume_size_gib,
             state: s.state.clone(),
             progress: s.progress.clone(),
@@ -59,7 +59,7 @@ pub fn prune_plan(
     in_use: &HashSet<String>,
 ) -> Vec<String> {
     let mut newest: Vec<&Snapshot> = snapshots.iter().collect();
-    newest.sort_by_key(|s| std::cmp::Reverse(s.started_epoch));
+    newest.sort_by_key(|s| std::cmp::Reverse(s.started_ms));
     newest
         .iter()
         .filter(|s| s.state == "completed")
@@ -80,7 +80,7 @@ mod tests {
             state: state.into(),
             progress: Some("100%".into()),
             started: None,
-            started_epoch: t,
+            started_ms: t * 1000,
             volume_size_gib: 2048,
             tags: vec![
                 ("ethnode:block".into(), block.to_string()),

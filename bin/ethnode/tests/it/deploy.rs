@@ -151,6 +151,7 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
         ("tcp", 8545, access.clone()),
         ("tcp", 8546, access.clone()),
         ("tcp", 8555, access.clone()),
+        ("tcp", 8555, node.clone()),
     ]
     .into_iter()
     .map(|(p, n, s)| (p.to_string(), n, s))

@@ -28,10 +28,31 @@ pub fn tool(name: &str) -> PathBuf {
         })
 }
 
-/// A loopback port that was free a moment ago: the OS picks it, so parallel tests do not collide.
+/// A port for a server under test, free for TCP and UDP a moment ago.
+///
+/// Not from the OS's ephemeral range (32768-60999 here): outgoing connections of the many processes a
+/// test run starts take their local ports from there, and could grab a port between this check and the
+/// server's bind. Each test process gets its own slice of 20000-31999 by pid; a counter walks through it.
 pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind port 0");
-    l.local_addr().unwrap().port()
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    static START: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+    let base = 20_000 + (std::process::id() % 120) as u16 * 100;
+    // Two processes whose pids share a slice still start at different places in it.
+    let start = *START.get_or_init(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| (d.subsec_nanos() / 1000 % 100) as u16)
+    });
+    for _ in 0..100 {
+        let port = base + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 100;
+        let tcp = std::net::TcpListener::bind(("0.0.0.0", port)).is_ok();
+        let udp = std::net::UdpSocket::bind(("0.0.0.0", port)).is_ok();
+        if tcp && udp {
+            return port;
+        }
+    }
+    panic!("no free port in {base}..{}", base + 100);
 }
 
 /// Polls `f` every 100 ms until it yields `Some`, or panics after `limit` naming `what`.
