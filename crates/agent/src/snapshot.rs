@@ -80,10 +80,10 @@ impl Snapshots {
     }
 }
 
-fn now_epoch() -> i64 {
+fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// The execution and consensus clients' own version strings, for the snapshot's tags.
@@ -178,7 +178,7 @@ pub(crate) async fn take(
         ("ethnode:network".into(), cfg.node.network.as_str().into()),
         ("ethnode:reason".into(), reason.into()),
         ("ethnode:volume".into(), volume.clone()),
-        ("ethnode:taken".into(), now_epoch().to_string()),
+        ("ethnode:taken".into(), now_ms().to_string()),
         ("Name".into(), format!("{stack} {reason}")),
     ];
     if let Some(v) = el_version {
@@ -247,13 +247,6 @@ pub(crate) async fn take(
     })
 }
 
-/// When a snapshot was taken: our own tag, else the time EBS started it.
-fn taken_at(s: &ethnode_aws::Snapshot) -> i64 {
-    s.tag("ethnode:taken")
-        .and_then(|t| t.parse().ok())
-        .unwrap_or(s.started_ms / 1000)
-}
-
 /// Automatic mode: snapshot when due, promote, prune. Every step is logged and counted.
 pub(crate) async fn auto(shared: Arc<Shared>) {
     let cfg = shared.config.snapshot.clone();
@@ -289,9 +282,9 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
     let newest = snapshots
         .iter()
         .filter(|s| s.state != "error")
-        .map(taken_at)
+        .map(ethnode_aws::Snapshot::taken_ms)
         .max();
-    if newest.is_some_and(|t| now_epoch() - t < cfg.snapshot.interval_secs as i64) {
+    if newest.is_some_and(|t| now_ms() - t < 1000 * cfg.snapshot.interval_secs as i64) {
         return Ok(None);
     }
     if !cfg.snapshot.allow_last_ready_node && other_ready_nodes(shared, ec2, &stack).await == 0 {

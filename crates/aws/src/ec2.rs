@@ -65,6 +65,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// When it was taken, epoch milliseconds: ethnode's own `ethnode:taken` tag (written at CreateSnapshot,
+    /// millisecond precision), else EBS's start time (which some implementations round to the second).
+    pub fn taken_ms(&self) -> i64 {
+        self.tag("ethnode:taken")
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(self.started_ms)
+    }
+
     /// A tag's value.
     pub fn tag(&self, key: &str) -> Option<&str> {
         self.tags
@@ -258,7 +266,7 @@ impl Ec2 {
             .map(str::to_owned))
     }
 
-    /// Snapshots owned by this account carrying tag `key=value`, newest first.
+    /// Snapshots owned by this account carrying tag `key=value`, newest (by [`Snapshot::taken_ms`]) first.
     pub async fn snapshots_by_tag(
         &self,
         key: &str,
@@ -276,7 +284,7 @@ impl Ec2 {
             let page = page.map_err(|e| AwsError::sdk(SERVICE, "DescribeSnapshots", e))?;
             out.extend(page.snapshots().iter().map(snapshot_of));
         }
-        out.sort_by_key(|s| std::cmp::Reverse(s.started_ms));
+        out.sort_by_key(|s| std::cmp::Reverse(s.taken_ms()));
         Ok(out)
     }
 

@@ -39,7 +39,7 @@ pub fn snapshot_rows(
         .map(|s| SnapshotRow {
             id: s.id.clone(),
             block: s.tag("ethnode:block").and_then(|b| b.parse().ok()),
-            age_secs: (now - s.started_ms / 1000).max(0),
+            age_secs: (now - s.taken_ms() / 1000).max(0),
             size_gib: s.volume_size_gib,
             state: s.state.clone(),
             progress: s.progress.clone(),
@@ -59,7 +59,7 @@ pub fn prune_plan(
     in_use: &HashSet<String>,
 ) -> Vec<String> {
     let mut newest: Vec<&Snapshot> = snapshots.iter().collect();
-    newest.sort_by_key(|s| std::cmp::Reverse(s.started_ms));
+    newest.sort_by_key(|s| std::cmp::Reverse(s.taken_ms()));
     newest
         .iter()
         .filter(|s| s.state == "completed")

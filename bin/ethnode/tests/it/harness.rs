@@ -42,7 +42,7 @@ pub fn free_port() -> u16 {
     let start = *START.get_or_init(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| (d.subsec_nanos() / 1000 % 100) as u16)
+            .map_or(0, |d| (d.subsec_micros() % 100) as u16)
     });
     for _ in 0..100 {
         let port = base + (start + NEXT.fetch_add(1, Ordering::Relaxed)) % 100;

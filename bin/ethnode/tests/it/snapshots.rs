@@ -267,7 +267,7 @@ async fn automatic_mode_snapshots_after_readiness_promotes_and_prunes() {
     let moto = Moto::start().await;
     let work = tempfile::tempdir().unwrap();
     deploy(&moto, work.path(), STACK).await;
-    // Two snapshots taken two days ago (by their ethnode:taken tag): due for a new one, and prunable.
+    // Two snapshots taken two days ago (by their ethnode:taken tag, epoch ms): due for a new one, and prunable.
     let old_volume = moto.volume();
     let two_days_ago = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
