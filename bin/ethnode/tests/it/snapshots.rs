@@ -272,8 +272,8 @@ async fn automatic_mode_snapshots_after_readiness_promotes_and_prunes() {
     let two_days_ago = (std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
-        .as_secs()
-        - 2 * 86_400)
+        .as_millis()
+        - 2 * 86_400_000)
         .to_string();
     let mut old = Vec::new();
     for _ in 0..2 {
