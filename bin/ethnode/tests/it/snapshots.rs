@@ -384,3 +384,30 @@ async fn prewarm_command_reads_the_whole_file() {
     assert_eq!(r["bytes"], json!(3 * 1024 * 1024 + 5));
     assert_eq!(r["errors"], json!(0));
 }
+
+#[tokio::test]
+async fn agent_prewarms_its_data_dir_and_reports_progress_in_status() {
+    let node = DevNode::new(
+        "[snapshot]\nprewarm = true\nprewarm_parallelism = 2\nprewarm_block_kib = 64\n",
+    );
+    // Chain data that was "restored": a few MB in nested directories.
+    std::fs::create_dir_all(node.dir.path().join("data/anvil/old")).unwrap();
+    std::fs::write(
+        node.dir.path().join("data/anvil/old/blob"),
+        vec![3u8; 4 * 1024 * 1024],
+    )
+    .unwrap();
+    let _agent = node.agent(&[]);
+    let prewarm = wait_for("pre-warm done", Duration::from_secs(30), || async {
+        let (_, s) = get_json(&node.api("/status")).await?;
+        (s["prewarm"]["done"] == json!(true)).then(|| s["prewarm"].clone())
+    })
+    .await;
+    assert!(
+        prewarm["bytes_total"].as_u64().unwrap() >= 4 * 1024 * 1024,
+        "{prewarm}"
+    );
+    assert_eq!(prewarm["bytes_done"], prewarm["bytes_total"]);
+    assert_eq!(prewarm["errors"], json!(0));
+    assert!(prewarm["mb_per_sec"].as_f64().unwrap() > 0.0);
+}
