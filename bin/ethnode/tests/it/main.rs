@@ -11,5 +11,6 @@ mod cli;
 mod deploy;
 mod harness;
 mod imds;
+mod readiness;
 mod route53;
 mod snapshots;
