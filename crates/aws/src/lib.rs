@@ -1,11 +1,12 @@
 //! ethnode's AWS edge: one `SdkConfig` from the standard settings and one small wrapper per service —
-//! instance metadata (IMDSv2 only), Route53, CloudFormation, EC2, ECR — each returning [`AwsError`].
+//! instance metadata (IMDSv2 only), Route53, CloudFormation, EC2, ECR, CloudWatch — each returning [`AwsError`].
 //!
 //! Every client honours the SDK's standard endpoint settings (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`), so the same binary runs against
 //! AWS and against a local emulator such as moto.
 
 mod cloudformation;
+mod cloudwatch;
 mod ec2;
 mod ecr;
 mod error;
@@ -13,6 +14,7 @@ mod imds;
 mod route53;
 
 pub use cloudformation::{Cfn, ChangeSetInfo, ResourceChange, StackEvent, StackInfo, StackOutput};
+pub use cloudwatch::{CloudWatch, Datum};
 pub use ec2::{Ec2, Instance, Snapshot, Volume};
 pub use ecr::{Ecr, RegistryLogin};
 pub use error::AwsError;

@@ -14,8 +14,8 @@ mod validate;
 pub use error::{ConfigError, Problem};
 pub use model::{
     AgentSection, AwsSection, Config, ConsensusClient, ConsensusSection, DeploySection, DevSection,
-    DnsMode, DnsSection, ExecutionClient, ExecutionSection, Network, NodeSection, PortsSection,
-    ReadinessSection, SnapshotSection, VolumeType, ZoneType,
+    DnsMode, DnsSection, ExecutionClient, ExecutionSection, MonitorSection, Network, NodeSection,
+    PortsSection, ReadinessSection, SnapshotSection, VolumeType, ZoneType,
 };
 pub use validate::Proto;
 
@@ -83,6 +83,45 @@ impl Config {
         // Serializing plain structs of strings, numbers and tables cannot fail.
         toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
+}
+
+/// A URL as it may appear in logs: scheme, host and port only. Reference URLs carry API keys in their
+/// path or query (`/v3/KEY`, `?apikey=`), which must never be logged.
+pub fn redact_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let host = rest.split(['/', '?', '#']).next().unwrap_or("");
+    // user:password@host
+    let host = host.rsplit('@').next().unwrap_or(host);
+    let hidden = rest.len() > host.len() && rest != format!("{host}/");
+    if scheme.is_empty() {
+        "<not a URL>".into()
+    } else if hidden {
+        format!("{scheme}://{host}/…")
+    } else {
+        format!("{scheme}://{host}")
+    }
+}
+
+/// Replaces `${VAR}` with the environment variable's value (empty when unset).
+pub fn expand_env(text: &str, vars: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        match rest[start + 2..].find('}') {
+            Some(end) => {
+                let name = &rest[start + 2..start + 2 + end];
+                out.push_str(&vars(name).unwrap_or_default());
+                rest = &rest[start + 3 + end..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]

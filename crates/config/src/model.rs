@@ -30,6 +30,8 @@ pub struct Config {
     pub deploy: DeploySection,
     /// Snapshots of the chain volume: on request, automatic, and pre-warming a restored volume.
     pub snapshot: SnapshotSection,
+    /// The lag monitor: our nodes against reference providers.
+    pub monitor: MonitorSection,
 }
 
 /// The chain to follow.
@@ -544,6 +546,53 @@ impl Default for SnapshotSection {
             prewarm: false,
             prewarm_parallelism: 16,
             prewarm_block_kib: 1024,
+        }
+    }
+}
+
+/// `[monitor]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MonitorSection {
+    /// Our nodes' JSON-RPC URLs. Empty: every address `dns.name` resolves to, port 8545.
+    pub nodes: Vec<String>,
+    /// Reference JSON-RPC URLs (Infura, Alchemy, public endpoints). `${VAR}` is replaced by the
+    /// environment variable, so API keys stay out of the file; URLs are logged without path or query.
+    pub references: Vec<String>,
+    /// Seconds between rounds (one slot: at most one request per reference per slot).
+    pub interval_secs: u64,
+    /// Per-request timeout, milliseconds.
+    pub timeout_ms: u64,
+    /// A reference more than this many blocks behind the references' median is excluded.
+    pub reference_max_spread: u64,
+    /// Alarm when a node is at least this many blocks behind …
+    pub alarm_lag_blocks: u64,
+    /// … for this many rounds in a row;
+    pub alarm_rounds: u32,
+    /// and clear it after this many rounds below.
+    pub clear_rounds: u32,
+    /// Serve Prometheus metrics here while running as a daemon; unset: no HTTP server.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Send each round to CloudWatch (namespace `Ethnode`, dimensions Stack and Node).
+    pub cloudwatch: bool,
+    /// Append each round as a JSON line here (what `ethnode monitor report` reads).
+    pub jsonl: Option<PathBuf>,
+}
+
+impl Default for MonitorSection {
+    fn default() -> Self {
+        Self {
+            nodes: Vec::new(),
+            references: Vec::new(),
+            interval_secs: 12,
+            timeout_ms: 3000,
+            reference_max_spread: 3,
+            alarm_lag_blocks: 3,
+            alarm_rounds: 3,
+            clear_rounds: 2,
+            listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8556))),
+            cloudwatch: false,
+            jsonl: None,
         }
     }
 }

@@ -274,3 +274,35 @@ fn resolved_config_round_trips_through_toml() {
     let again = Config::from_toml_str(&c.to_toml(), "rendered").unwrap();
     assert_eq!(c, again);
 }
+
+#[test]
+fn urls_are_redacted_for_logs() {
+    assert_eq!(
+        redact_url("https://mainnet.infura.io/v3/SECRETKEY"),
+        "https://mainnet.infura.io/…"
+    );
+    assert_eq!(
+        redact_url("https://eth.example.org?apikey=SECRET"),
+        "https://eth.example.org/…"
+    );
+    assert_eq!(
+        redact_url("https://user:pw@node.example:8545"),
+        "https://node.example:8545/…"
+    );
+    assert_eq!(
+        redact_url("http://127.0.0.1:8545/"),
+        "http://127.0.0.1:8545"
+    );
+    assert_eq!(redact_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
+}
+
+#[test]
+fn env_references_are_expanded() {
+    let vars = |k: &str| (k == "INFURA_KEY").then(|| "abc123".to_string());
+    assert_eq!(
+        expand_env("https://mainnet.infura.io/v3/${INFURA_KEY}", &vars),
+        "https://mainnet.infura.io/v3/abc123"
+    );
+    assert_eq!(expand_env("https://x/${MISSING}/y", &vars), "https://x//y");
+    assert_eq!(expand_env("no vars", &vars), "no vars");
+}

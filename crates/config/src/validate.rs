@@ -228,6 +228,29 @@ impl Config {
                 "set aws.stack_name (the template sets ETHNODE_AWS_STACK_NAME on the nodes)".into(),
             );
         }
+        let m = &self.monitor;
+        for (key, urls) in [
+            ("monitor.nodes", &m.nodes),
+            ("monitor.references", &m.references),
+        ] {
+            for url in urls.iter() {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    add(
+                        key,
+                        format!("`{}` is not an http(s) URL", crate::redact_url(url)),
+                        format!("list JSON-RPC URLs like \"https://host/path\" in {key}"),
+                    );
+                }
+            }
+        }
+        if m.interval_secs == 0 || m.timeout_ms == 0 || m.alarm_rounds == 0 || m.clear_rounds == 0 {
+            add(
+                "monitor.interval_secs",
+                "interval, timeout, alarm_rounds and clear_rounds must be positive".into(),
+                "set monitor.interval_secs (12 = one slot), timeout_ms, alarm_rounds, clear_rounds"
+                    .into(),
+            );
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             add(
                 "node.data_dir",

@@ -1,0 +1,94 @@
+//! One request per endpoint per round: the latest block's number, hash and timestamp.
+
+use alloy::eips::BlockNumberOrTag;
+use alloy::providers::{Provider, RootProvider};
+use alloy::rpc::client::RpcClient;
+use alloy::transports::http::Http;
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
+
+/// A block's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockHead {
+    /// Number.
+    pub number: u64,
+    /// Hash, 0x-hex.
+    pub hash: String,
+    /// Timestamp, unix seconds.
+    pub timestamp: u64,
+}
+
+/// What one endpoint answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    /// Its head, or why not.
+    pub head: Result<BlockHead, String>,
+    /// Round-trip time.
+    pub latency: Duration,
+}
+
+/// A read-only JSON-RPC client with a request timeout.
+pub(crate) fn client(url: &str, timeout: Duration) -> Result<RootProvider, String> {
+    let http = reqwest::Client::builder()
+        .timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let parsed = url
+        .parse()
+        .map_err(|_| format!("{} is not a URL", ethnode_config::redact_url(url)))?;
+    Ok(RootProvider::new(RpcClient::new(
+        Http::with_client(http, parsed),
+        false,
+    )))
+}
+
+/// Asks for the latest block; errors carry no URL (it may hold an API key).
+pub(crate) async fn latest(provider: &RootProvider) -> Answer {
+    block(provider, BlockNumberOrTag::Latest).await
+}
+
+/// Asks for one block by number.
+pub(crate) async fn block(provider: &RootProvider, which: BlockNumberOrTag) -> Answer {
+    let start = Instant::now();
+    let head = match provider.get_block_by_number(which).await {
+        Ok(Some(b)) => Ok(BlockHead {
+            number: b.header.number,
+            hash: b.header.hash.to_string(),
+            timestamp: b.header.timestamp,
+        }),
+        Ok(None) => Err("no such block".to_string()),
+        Err(e) => Err(strip_urls(&e.to_string())),
+    };
+    Answer {
+        head,
+        latency: start.elapsed(),
+    }
+}
+
+/// Transport errors quote the URL; keep everything but it.
+fn strip_urls(message: &str) -> String {
+    message
+        .split_whitespace()
+        .map(|w| {
+            let bare = w.trim_matches(|c: char| c == '(' || c == ')' || c == ',');
+            if bare.starts_with("http://") || bare.starts_with("https://") {
+                w.replace(bare, &ethnode_config::redact_url(bare))
+            } else {
+                w.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn errors_lose_the_secret_part_of_urls() {
+        let m = super::strip_urls(
+            "error sending request for url (https://mainnet.infura.io/v3/SECRET)",
+        );
+        assert!(!m.contains("SECRET"), "{m}");
+        assert!(m.contains("https://mainnet.infura.io/…"), "{m}");
+    }
+}
