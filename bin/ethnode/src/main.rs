@@ -6,7 +6,15 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cmd::Cli::parse();
+    // On AWS Lambda (provided.al2023) the binary is shipped as `bootstrap` and started without arguments.
+    let invoked_as = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_owned()));
+    let cli = if invoked_as.as_deref() == Some(std::ffi::OsStr::new("bootstrap")) {
+        cmd::Cli::parse_from(["ethnode", "monitor", "lambda"])
+    } else {
+        cmd::Cli::parse()
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

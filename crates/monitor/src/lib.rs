@@ -6,11 +6,13 @@
 //! exclusion of a lagging reference, hash agreement, hysteresis) are tested without a network; [`Monitor`]
 //! adds the requests, at most one per reference per round.
 
+mod lambda;
 mod probe;
 mod report;
 mod round;
 mod sinks;
 
+pub use lambda::handle_scheduled_event;
 pub use probe::{Answer, BlockHead};
 pub use report::{Summary, render_chart, summarize};
 pub use round::{AlarmState, Monitor, NodeResult, ReferenceResult, RoundResult, Verdict, evaluate};

@@ -6,6 +6,7 @@ mod cost;
 mod deploy;
 mod destroy;
 mod image;
+mod monitor;
 mod prewarm;
 mod snapshot;
 mod stack;
@@ -68,6 +69,8 @@ enum Command {
     Snapshot(snapshot::SnapshotCmd),
     /// Read every block of a file, device or directory once (pre-warm a restored volume) and report MB/s.
     Prewarm(prewarm::PrewarmArgs),
+    /// How many blocks our nodes lag behind reference providers: daemon, --once, report, lambda.
+    Monitor(monitor::MonitorArgs),
 }
 
 impl Cli {
@@ -89,6 +92,7 @@ impl Cli {
             Command::Cost(args) => args.run(&globals),
             Command::Snapshot(cmd) => cmd.run(&globals).await,
             Command::Prewarm(args) => args.run(&globals),
+            Command::Monitor(args) => args.run(&globals).await,
         }
     }
 }

@@ -11,6 +11,7 @@ mod cli;
 mod deploy;
 mod harness;
 mod imds;
+mod monitor;
 mod readiness;
 mod route53;
 mod snapshots;
