@@ -471,6 +471,10 @@ pub struct DeploySection {
     pub log_retention_days: u32,
     /// CloudWatch alarms and their SNS topic.
     pub enable_alarms: bool,
+    /// S3 bucket with the monitor's Lambda zip (`scripts/build-lambda.sh`); unset: no monitor function.
+    pub monitor_code_bucket: Option<String>,
+    /// Key of that zip.
+    pub monitor_code_key: String,
 }
 
 impl Default for DeploySection {
@@ -493,6 +497,8 @@ impl Default for DeploySection {
             key_name: None,
             log_retention_days: 30,
             enable_alarms: true,
+            monitor_code_bucket: None,
+            monitor_code_key: "ethnode-monitor.zip".into(),
         }
     }
 }

@@ -199,9 +199,32 @@ impl StackParams {
             ("KeyName", d.key_name.clone().unwrap_or_default()),
             ("LogRetentionDays", d.log_retention_days.to_string()),
             ("EnableAlarms", d.enable_alarms.to_string()),
+            (
+                "MonitorCodeBucket",
+                d.monitor_code_bucket.clone().unwrap_or_default(),
+            ),
+            ("MonitorCodeKey", d.monitor_code_key.clone()),
+            ("MonitorReferences", toml_array(&config.monitor.references)),
+            (
+                "MonitorLagAlarmBlocks",
+                config.monitor.alarm_lag_blocks.max(1).to_string(),
+            ),
+            (
+                "MonitorLagAlarmPeriods",
+                config.monitor.alarm_rounds.max(1).to_string(),
+            ),
         ];
         Ok(Self { values })
     }
+}
+
+/// A TOML array of strings, as the Lambda's ETHNODE_MONITOR_REFERENCES takes it.
+fn toml_array(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\"")))
+        .collect();
+    format!("[{}]", quoted.join(", "))
 }
 
 /// `vpc-`/`subnet-`/`snap-` followed by 8 (old) or 17 (current) lowercase hex digits.
@@ -507,5 +530,25 @@ mod tests {
         c.deploy.volume_iops = 100_000;
         let e = StackParams::from_config(&c, None).unwrap_err();
         assert!(e[0].message.contains("outside io2's 100..=64000"), "{e:?}");
+    }
+}
+
+#[cfg(test)]
+mod toml_array_tests {
+    #[test]
+    fn references_reach_the_lambda_as_a_toml_array_it_parses() {
+        let refs = vec![
+            "https://a/v3/KEY".to_string(),
+            "https://b/?q=\"x\"\\y".to_string(),
+        ];
+        let text = super::toml_array(&refs);
+        let parsed: toml::Table = toml::from_str(&format!("v = {text}")).unwrap();
+        let back: Vec<String> = parsed["v"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(back, refs);
     }
 }

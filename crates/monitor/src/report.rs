@@ -219,6 +219,7 @@ mod tests {
                 latency_ms: 1.0,
                 error: None,
             }],
+            duration_ms: 2.0,
         }
     }
 

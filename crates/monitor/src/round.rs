@@ -75,6 +75,9 @@ pub struct RoundResult {
     pub references: Vec<ReferenceResult>,
     /// Each node.
     pub nodes: Vec<NodeResult>,
+    /// How long the round took, milliseconds.
+    #[serde(default)]
+    pub duration_ms: f64,
 }
 
 /// Hysteresis state of one node's alarm.
@@ -230,6 +233,7 @@ pub fn evaluate(
         reference_head,
         references: refs,
         nodes: out_nodes,
+        duration_ms: 0.0,
     }
 }
 
@@ -266,6 +270,7 @@ impl Monitor {
 
     /// One round: every endpoint once, in parallel, each bounded by the timeout.
     pub async fn round(&mut self) -> RoundResult {
+        let started = std::time::Instant::now();
         let ask = |list: &[(String, RootProvider)]| {
             list.iter()
                 .map(|(_, p)| {
@@ -305,7 +310,7 @@ impl Monitor {
         let now = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        evaluate(
+        let mut result = evaluate(
             &node_answers,
             &ref_answers,
             &ahead,
@@ -313,7 +318,9 @@ impl Monitor {
             &mut self.alarms,
             &self.cfg,
             now,
-        )
+        );
+        result.duration_ms = ms(started.elapsed());
+        result
     }
 }
 

@@ -178,10 +178,32 @@ pub fn prometheus_text(registry: &Registry) -> String {
 }
 
 /// The round as CloudWatch values: per node LagBlocks, HeadAgeSeconds and Unreachable, dimensions Stack
-/// and Node (the node's URL without path). Nodes that did not answer report Unreachable=1 and no lag, so
-/// the alarm's "missing data" rule catches a monitor that stopped as well as a node that did.
+/// and Node (the node's URL without path); and per stack MaxLagBlocks and UnreachableNodes, which the
+/// stack's alarms watch (nodes come and go; the stack stays). A round with no lag figure sends no
+/// MaxLagBlocks, so the alarm's missing-data rule catches a stopped monitor and unknown lag alike.
 pub fn cloudwatch_data(r: &RoundResult, stack: &str) -> Vec<Datum> {
     let mut out = Vec::new();
+    let stack_dims = vec![("Stack".to_string(), stack.to_string())];
+    if let Some(max) = r.nodes.iter().filter_map(|n| n.lag).max() {
+        out.push(Datum {
+            name: "MaxLagBlocks".into(),
+            dimensions: stack_dims.clone(),
+            value: max as f64,
+            unit: Some("Count"),
+            timestamp: r.ts as i64,
+        });
+    }
+    out.push(Datum {
+        name: "UnreachableNodes".into(),
+        dimensions: stack_dims,
+        value: r
+            .nodes
+            .iter()
+            .filter(|n| n.verdict == Verdict::Unreachable)
+            .count() as f64,
+        unit: Some("Count"),
+        timestamp: r.ts as i64,
+    });
     for n in &r.nodes {
         let dims = vec![
             ("Stack".to_string(), stack.to_string()),

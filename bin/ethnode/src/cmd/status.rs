@@ -94,10 +94,36 @@ impl StatusArgs {
             };
             nodes.push((i, ready));
         }
+        // With a monitor configured: one round, the lag line per node.
+        let lag = if ctx.config.monitor.references.is_empty() {
+            None
+        } else {
+            let mut urls = ctx.config.monitor.nodes.clone();
+            if urls.is_empty() && !self.no_probe {
+                urls = instances
+                    .iter()
+                    .filter_map(|i| i.private_ip.as_ref())
+                    .map(|ip| format!("http://{ip}:{}/", ctx.config.ports.http))
+                    .collect();
+            }
+            let env = |k: &str| std::env::var(k).ok();
+            let expand = |v: &[String]| {
+                v.iter()
+                    .map(|u| ethnode_config::expand_env(u, &env))
+                    .collect::<Vec<_>>()
+            };
+            let refs = expand(&ctx.config.monitor.references);
+            let urls = expand(&urls);
+            match ethnode_monitor::Monitor::new(ctx.config.monitor.clone(), &urls, &refs) {
+                Ok(mut m) if !urls.is_empty() => Some(m.round().await),
+                _ => None,
+            }
+        };
         if self.json {
             let out = serde_json::json!({
                 "stack": stack,
                 "nodes": nodes.iter().map(|(i, r)| serde_json::json!({"instance": i, "readiness": r})).collect::<Vec<_>>(),
+                "lag": lag,
             });
             println!("{}", serde_json::to_string_pretty(&out)?);
             return Ok(ExitCode::SUCCESS);
@@ -154,6 +180,21 @@ impl StatusArgs {
                 i.private_ip.as_deref().unwrap_or("-"),
                 i.public_ip.as_deref().unwrap_or("-"),
             );
+        }
+        if let Some(round) = &lag {
+            println!(
+                "Lag (references' median head {}):",
+                round.reference_head.map_or("-".into(), |h| h.to_string())
+            );
+            for n in &round.nodes {
+                println!(
+                    "  {:<32} head {:>10}  {:>4} blocks behind  {:?}",
+                    n.url,
+                    n.head.map_or("-".into(), |h| h.to_string()),
+                    n.lag.map_or("-".into(), |l| l.to_string()),
+                    n.verdict
+                );
+            }
         }
         Ok(ExitCode::SUCCESS)
     }

@@ -490,3 +490,37 @@ async fn lambda_handler_does_one_round_per_scheduled_event() {
     ]);
     assert_eq!(list["Metrics"].as_array().unwrap().len(), 2, "{list}");
 }
+
+#[tokio::test]
+async fn status_shows_the_lag_line_when_a_monitor_is_configured() {
+    let ch = chains().await;
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (vpc, subnet) = moto.network();
+    let config = dir.path().join("ethnode.toml");
+    std::fs::write(&config, stack_config("mon-status", &vpc, &subnet)).unwrap();
+    let cfg = config.to_str().unwrap();
+    let (code, _, err) = run_ethnode(
+        dir.path(),
+        &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let mut env = moto.env();
+    env.push(("ETHNODE_MONITOR_NODES", format!("[\"{}\"]", ch.b.url)));
+    env.push(("ETHNODE_MONITOR_REFERENCES", format!("[\"{}\"]", ch.p.url)));
+    let (code, out, err) =
+        run_ethnode(dir.path(), &["status", "--no-probe", "--config", cfg], &env).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("Lag (references' median head 108)"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "{:<32} head {:>10}  {:>4} blocks behind  Behind",
+            label(&ch.b.url),
+            105,
+            3
+        )),
+        "{out}"
+    );
+}
