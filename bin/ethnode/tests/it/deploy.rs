@@ -15,26 +15,12 @@ const STACK: &str = "ethnode-it";
 
 fn write_config(dir: &Path, vpc: &str, subnet: &str) -> std::path::PathBuf {
     let path = dir.join("ethnode.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[dns]
-name = "mainnet.eth.internal"
-[aws]
-stack_name = "{STACK}"
-[deploy]
-vpc_id = "{vpc}"
-subnet_ids = ["{subnet}"]
-image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ethnode:0.1.0"
-enable_alarms = false
-"#
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, stack_config(STACK, vpc, subnet)).unwrap();
     path
 }
 
-async fn ethnode(
+/// `ethnode ARGS` against moto, with `extra` environment.
+async fn ethnode_with(
     dir: &Path,
     moto: &Moto,
     args: &[&str],
@@ -42,9 +28,7 @@ async fn ethnode(
 ) -> (i32, String, String) {
     let mut env = moto.env();
     env.extend(extra.iter().cloned());
-    let mut run = Ethnode::spawn(dir, args, &env);
-    let code = run.wait(Duration::from_secs(60)).await.code().unwrap_or(-1);
-    (code, run.stdout_text(), run.stderr_text())
+    run_ethnode(dir, args, &env).await
 }
 
 fn physical_id(moto: &Moto, logical: &str) -> String {
@@ -102,30 +86,13 @@ fn ingress(moto: &Moto, group: &str) -> BTreeSet<(String, i64, String)> {
 #[tokio::test]
 async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_chain() {
     let moto = Moto::start().await;
-    let vpc = moto.aws_text(&[
-        "ec2",
-        "create-vpc",
-        "--cidr-block",
-        "10.0.0.0/16",
-        "--query",
-        "Vpc.VpcId",
-    ]);
-    let subnet = moto.aws_text(&[
-        "ec2",
-        "create-subnet",
-        "--vpc-id",
-        &vpc,
-        "--cidr-block",
-        "10.0.1.0/24",
-        "--query",
-        "Subnet.SubnetId",
-    ]);
+    let (vpc, subnet) = moto.network();
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), &vpc, &subnet);
     let cfg = config.to_str().unwrap();
 
     // Create.
-    let (code, out, err) = ethnode(
+    let (code, out, err) = ethnode_with(
         dir.path(),
         &moto,
         &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
@@ -228,7 +195,7 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     assert_eq!(access_export["Value"], json!(access));
 
     // Status: stack, outputs, instances (no probe: moto's instance addresses lead nowhere).
-    let (code, out, err) = ethnode(
+    let (code, out, err) = ethnode_with(
         dir.path(),
         &moto,
         &["status", "--json", "--no-probe", "--config", cfg],
@@ -259,7 +226,7 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
         "--query",
         "SnapshotId",
     ]);
-    let (code, out, err) = ethnode(
+    let (code, out, err) = ethnode_with(
         dir.path(),
         &moto,
         &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
@@ -301,7 +268,7 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     assert_eq!(chain["Ebs"]["SnapshotId"], json!(snapshot));
 
     // A deploy without the variable keeps the stack's snapshot (a promoted snapshot is not undone).
-    let (code, out, _) = ethnode(
+    let (code, out, _) = ethnode_with(
         dir.path(),
         &moto,
         &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
@@ -341,7 +308,7 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
         "--device",
         "/dev/sdh",
     ]);
-    let (code, out, err) = ethnode(
+    let (code, out, err) = ethnode_with(
         dir.path(),
         &moto,
         &["destroy", "--yes", "--poll-secs", "1", "--config", cfg],

@@ -348,27 +348,20 @@ impl Moto {
         ]
     }
 
-    /// Runs the aws CLI and returns its text output (for `--query … --output text`).
-    pub fn aws_text(&self, args: &[&str]) -> String {
-        let out = Command::new(tool("aws"))
-            .args(args)
-            .args(["--output", "text"])
-            .envs(self.env())
-            .output()
-            .expect("run aws cli");
-        assert!(
-            out.status.success(),
-            "aws {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
     /// Runs the aws CLI against this server and parses its JSON output.
     pub fn aws(&self, args: &[&str]) -> Value {
+        serde_json::from_str(&self.aws_output(args, "json")).unwrap_or(Value::Null)
+    }
+
+    /// Runs the aws CLI and returns its text output (for `--query … --output text`).
+    pub fn aws_text(&self, args: &[&str]) -> String {
+        self.aws_output(args, "text").trim().to_string()
+    }
+
+    fn aws_output(&self, args: &[&str], format: &str) -> String {
         let out = Command::new(tool("aws"))
             .args(args)
-            .args(["--output", "json"])
+            .args(["--output", format])
             .envs(self.env())
             .output()
             .expect("run aws cli");
@@ -377,7 +370,7 @@ impl Moto {
             "aws {args:?} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        serde_json::from_slice(&out.stdout).unwrap_or(Value::Null)
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -430,6 +423,23 @@ impl Moto {
             "VolumeId",
         ])
     }
+}
+
+/// A `[ports]` table with a free port for every key of the mainnet profile; `http`, `consensus_http` and
+/// `agent` as given.
+pub fn mainnet_ports(http: u16, consensus_http: u16, agent: u16) -> String {
+    let p = free_port;
+    format!(
+        "[ports]\np2p = {}\nhttp = {http}\nws = {}\nauthrpc = {}\nexecution_metrics = {}\nconsensus_p2p = {}\n\
+         consensus_quic = {}\nconsensus_http = {consensus_http}\nconsensus_metrics = {}\nagent = {agent}\n",
+        p(),
+        p(),
+        p(),
+        p(),
+        p(),
+        p(),
+        p()
+    )
 }
 
 /// An ethnode.toml for a stack in `vpc`/`subnet` (alarms off: moto has none).

@@ -82,41 +82,13 @@ fn mainnet_with_recording_clients(dir: &Path) -> std::path::PathBuf {
             ),
         );
     }
-    let p = || free_port();
     let config = dir.join("ethnode.toml");
+    let ports = mainnet_ports(free_port(), free_port(), free_port());
     std::fs::write(
         &config,
         format!(
-            r#"[node]
-data_dir = "{dir}/data"
-[execution]
-binary = "{dir}/reth"
-[consensus]
-binary = "{dir}/lighthouse"
-[ports]
-p2p = {}
-http = {}
-ws = {}
-authrpc = {}
-execution_metrics = {}
-consensus_p2p = {}
-consensus_quic = {}
-consensus_http = {}
-consensus_metrics = {}
-agent = {}
-[agent]
-stop_grace_secs = 10
-"#,
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
+            "[node]\ndata_dir = \"{dir}/data\"\n[execution]\nbinary = \"{dir}/reth\"\n\
+             [consensus]\nbinary = \"{dir}/lighthouse\"\n{ports}[agent]\nstop_grace_secs = 10\n",
             dir = dir.display()
         ),
     )

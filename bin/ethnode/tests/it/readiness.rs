@@ -61,41 +61,15 @@ async fn mainnet_readiness_reads_the_beacon_api_and_the_execution_client() {
             state.display()
         ),
     );
-    let p = free_port;
-    let (http, consensus_http, agent) = (p(), p(), p());
+    let (http, consensus_http, agent) = (free_port(), free_port(), free_port());
     let config = d.join("ethnode.toml");
     std::fs::write(
         &config,
         format!(
-            r#"[node]
-data_dir = "{dir}/data"
-[execution]
-binary = "{dir}/reth"
-[consensus]
-binary = "{dir}/lighthouse"
-[ports]
-p2p = {}
-http = {http}
-ws = {}
-authrpc = {}
-execution_metrics = {}
-consensus_p2p = {}
-consensus_quic = {}
-consensus_http = {consensus_http}
-consensus_metrics = {}
-agent = {agent}
-[readiness]
-check_interval_secs = 1
-max_head_age_secs = 10
-min_peers = 0
-"#,
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
-            p(),
+            "[node]\ndata_dir = \"{dir}/data\"\n[execution]\nbinary = \"{dir}/reth\"\n\
+             [consensus]\nbinary = \"{dir}/lighthouse\"\n{ports}\
+             [readiness]\ncheck_interval_secs = 1\nmax_head_age_secs = 10\nmin_peers = 0\n",
+            ports = mainnet_ports(http, consensus_http, agent),
             dir = d.display()
         ),
     )
