@@ -118,7 +118,6 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
         ("tcp", 8545, access.clone()),
         ("tcp", 8546, access.clone()),
         ("tcp", 8555, access.clone()),
-        ("tcp", 8555, node.clone()),
     ]
     .into_iter()
     .map(|(p, n, s)| (p.to_string(), n, s))
@@ -150,6 +149,9 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     ]);
     let data = &data["LaunchTemplateVersions"][0]["LaunchTemplateData"];
     assert_eq!(data["MetadataOptions"]["HttpTokens"], json!("required"));
+    // Nodes sit in the node group and, as callers of each other's agents, in the access group.
+    let groups = &data["NetworkInterfaces"][0]["Groups"];
+    assert_eq!(groups, &json!([node.clone(), access.clone()]), "{data}");
     assert_eq!(data["MetadataOptions"]["HttpPutResponseHopLimit"], json!(2));
     let disks = data["BlockDeviceMappings"].as_array().unwrap();
     assert_eq!(disks.len(), 2);
