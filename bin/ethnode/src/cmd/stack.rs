@@ -148,15 +148,67 @@ pub(crate) async fn follow(
     }
 }
 
-/// Prints why an operation failed: each failed resource with its reason.
-pub(crate) fn print_failures(outcome: &Outcome) {
-    eprintln!("error: stack ended {}", outcome.status);
+/// Why an operation failed: the final status, then each failed resource with its reason.
+pub(crate) fn failure_report(outcome: &Outcome) -> String {
+    let mut out = format!("error: stack ended {}", outcome.status);
     for f in &outcome.failures {
-        eprintln!(
-            "  {} ({}): {}",
+        out.push_str(&format!(
+            "\n  {} ({}): {}",
             f.logical_id,
             f.resource_type,
             f.reason.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    out
+}
+
+/// Prints [`failure_report`] to stderr.
+pub(crate) fn print_failures(outcome: &Outcome) {
+    eprintln!("{}", failure_report(outcome));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(id: &str, status: &str, reason: Option<&str>) -> StackEvent {
+        StackEvent {
+            id: id.into(),
+            time: "2026-11-25T10:00:00Z".into(),
+            logical_id: id.into(),
+            resource_type: "AWS::EC2::LaunchTemplate".into(),
+            status: status.into(),
+            reason: reason.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_failed_stack_names_each_failing_resource_and_its_reason() {
+        let outcome = Outcome {
+            status: "UPDATE_ROLLBACK_COMPLETE".into(),
+            failures: vec![
+                event(
+                    "LaunchTemplate",
+                    "UPDATE_FAILED",
+                    Some("snapshot snap-1 does not exist"),
+                ),
+                event("AutoScalingGroup", "UPDATE_FAILED", None),
+            ],
+        };
+        assert!(!outcome.succeeded());
+        let text = failure_report(&outcome);
+        assert_eq!(
+            text,
+            "error: stack ended UPDATE_ROLLBACK_COMPLETE\n  LaunchTemplate (AWS::EC2::LaunchTemplate): snapshot snap-1 does not exist\n  AutoScalingGroup (AWS::EC2::LaunchTemplate): no reason given"
         );
+        for ok in ["CREATE_COMPLETE", "UPDATE_COMPLETE", "DELETE_COMPLETE"] {
+            assert!(
+                Outcome {
+                    status: ok.into(),
+                    failures: vec![]
+                }
+                .succeeded()
+            );
+        }
     }
 }
