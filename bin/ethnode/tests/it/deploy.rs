@@ -210,16 +210,7 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     assert_eq!(status["nodes"].as_array().unwrap().len(), 1, "{status}");
 
     // Deploy again with a snapshot: an update that new instances start from.
-    let volume = moto.aws_text(&[
-        "ec2",
-        "create-volume",
-        "--size",
-        "10",
-        "--availability-zone",
-        "us-east-1a",
-        "--query",
-        "VolumeId",
-    ]);
+    let volume = moto.volume();
     let snapshot = moto.aws_text(&[
         "ec2",
         "create-snapshot",
