@@ -173,12 +173,14 @@ pub async fn resolve_host(config: &Config) -> (HostFacts, HostInfo) {
         private_ip: config.node.private_ip,
     };
     let mut instance_id = None;
-    // Dev never asks: a laptop has no metadata service and nothing to register.
-    let wants_imds = config.node.network != Network::Dev
-        || config.dns.name.is_some() && config.node.private_ip.is_none();
-    if wants_imds
-        && (facts.public_ip.is_none() || facts.private_ip.is_none() || config.dns.name.is_some())
-    {
+    // Ask the metadata service only for what is missing. A DNS registration also wants the instance id
+    // (its multivalue key). On dev the public IP does not matter: a laptop asks nothing.
+    let dns = config.dns.name.is_some();
+    let wants_imds = match config.node.network {
+        Network::Dev => dns,
+        _ => dns || facts.public_ip.is_none() || facts.private_ip.is_none(),
+    };
+    if wants_imds {
         let timeout = Duration::from_millis(config.agent.imds_timeout_ms);
         match ethnode_aws::instance_facts(timeout).await {
             Ok(m) => {
