@@ -70,11 +70,11 @@ fn error(code: StatusCode, message: String) -> axum::response::Response {
 
 /// Control endpoints answer loopback callers (e.g. through an SSM port forward) and holders of the
 /// admin token; the RPC access group alone must not be able to stop the node.
-fn authorized(s: &crate::Shared, peer: SocketAddr, headers: &HeaderMap) -> bool {
+fn authorized(token: Option<&str>, peer: SocketAddr, headers: &HeaderMap) -> bool {
     if peer.ip().is_loopback() {
         return true;
     }
-    let Some(token) = &s.config.agent.admin_token else {
+    let Some(token) = token else {
         return false;
     };
     let given = headers
@@ -97,7 +97,7 @@ async fn snapshot(
     headers: HeaderMap,
     body: Option<Json<SnapshotRequest>>,
 ) -> axum::response::Response {
-    if !authorized(&s, peer, &headers) {
+    if !authorized(s.config.agent.admin_token.as_deref(), peer, &headers) {
         return error(
             StatusCode::FORBIDDEN,
             "POST /snapshot is for loopback callers or holders of agent.admin_token".into(),
@@ -111,5 +111,46 @@ async fn snapshot(
         Err(e @ E::NoVolume(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ E::Aws(_)) => error(StatusCode::BAD_GATEWAY, e.to_string()),
         Err(e @ E::NotStarted(..)) => error(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bearer(token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::AUTHORIZATION,
+            format!("Bearer {token}").parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn control_endpoints_answer_loopback_or_the_token_only() {
+        let local: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+        let local6: SocketAddr = "[::1]:40000".parse().unwrap();
+        let remote: SocketAddr = "10.0.1.9:40000".parse().unwrap();
+        let none = HeaderMap::new();
+        assert!(authorized(None, local, &none));
+        assert!(authorized(None, local6, &none));
+        assert!(
+            !authorized(None, remote, &none),
+            "no token configured: loopback only"
+        );
+        assert!(!authorized(None, remote, &bearer("anything")));
+        assert!(authorized(
+            Some("s3cret-token"),
+            remote,
+            &bearer("s3cret-token")
+        ));
+        assert!(!authorized(
+            Some("s3cret-token"),
+            remote,
+            &bearer("s3cret-tokeN")
+        ));
+        assert!(!authorized(Some("s3cret-token"), remote, &bearer("s3cret")));
+        assert!(!authorized(Some("s3cret-token"), remote, &none));
     }
 }
