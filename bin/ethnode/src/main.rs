@@ -27,6 +27,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(cli.run()) {
         Ok(code) => code,
+        // A config that cannot be used exits 2, wherever in a command it was loaded.
+        Err(e) if e.downcast_ref::<ethnode_config::ConfigError>().is_some() => {
+            eprintln!("error: {e}");
+            ExitCode::from(cmd::EXIT_CONFIG)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE

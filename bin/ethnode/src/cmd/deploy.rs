@@ -2,7 +2,7 @@
 //! events live until it is done.
 
 use super::stack::{StackArgs, confirm, follow, print_failures, seen_events};
-use super::{EXIT_CONFIG, Globals, config_failure};
+use super::{EXIT_CONFIG, Globals};
 use clap::Args;
 use ethnode_aws::Cfn;
 use ethnode_deploy::{Severity, StackParams, TEMPLATE, summarize};
@@ -23,10 +23,7 @@ impl DeployArgs {
     /// `update_only`: refuse to create a stack that does not exist (`ethnode update`).
     pub(crate) async fn run(self, g: &Globals, update_only: bool) -> anyhow::Result<ExitCode> {
         g.init_logs("warn");
-        let ctx = match self.stack.ctx(g).await {
-            Ok(c) => c,
-            Err(e) => return Ok(config_failure(&e)),
-        };
+        let ctx = self.stack.ctx(g).await?;
         // Every parameter is checked before the first AWS call.
         if let Err(errors) = StackParams::from_config(&ctx.config, None) {
             eprintln!("error: the stack parameters are not valid:");

@@ -4,8 +4,8 @@
 //! snapshot per volume: cheaper than a retained volume ($0.05 vs $0.08 per GB-month, and only used
 //! blocks), and exactly what `deploy.chain_snapshot_id` takes to bring the node back without a re-sync.
 
+use super::Globals;
 use super::stack::{StackArgs, confirm, follow, print_failures, seen_events};
-use super::{Globals, config_failure};
 use clap::Args;
 use ethnode_aws::{Cfn, Ec2};
 use std::process::ExitCode;
@@ -27,10 +27,7 @@ pub(crate) struct DestroyArgs {
 impl DestroyArgs {
     pub(crate) async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
         g.init_logs("warn");
-        let ctx = match self.stack.ctx(g).await {
-            Ok(c) => c,
-            Err(e) => return Ok(config_failure(&e)),
-        };
+        let ctx = self.stack.ctx(g).await?;
         let cfn = Cfn::new(&ctx.sdk);
         let stack = &ctx.stack;
         let Some(info) = cfn.describe(stack).await? else {

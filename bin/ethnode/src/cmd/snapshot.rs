@@ -2,8 +2,8 @@
 //! snapshot". `create` asks the node's agent (it stops the clients, snapshots, restarts them); the rest
 //! are EC2 and CloudFormation calls. Every subcommand takes `--json`.
 
+use super::Globals;
 use super::stack::{StackArgs, confirm, follow, print_failures, seen_events};
-use super::{Globals, config_failure};
 use clap::{Args, Subcommand};
 use ethnode_aws::{Cfn, Ec2, Snapshot};
 use ethnode_deploy::{Severity, prepare_parameter_update, prune_plan, snapshot_rows, summarize};
@@ -140,10 +140,7 @@ impl SnapshotCmd {
 
 impl CreateArgs {
     async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
-        let ctx = match self.stack.ctx(g).await {
-            Ok(c) => c,
-            Err(e) => return Ok(config_failure(&e)),
-        };
+        let ctx = self.stack.ctx(g).await?;
         let agent = self
             .agent
             .clone()
@@ -246,10 +243,7 @@ async fn follow_snapshot(ec2: &Ec2, id: &str, quiet: bool) -> anyhow::Result<Str
 
 impl ListArgs {
     async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
-        let ctx = match self.stack.ctx(g).await {
-            Ok(c) => c,
-            Err(e) => return Ok(config_failure(&e)),
-        };
+        let ctx = self.stack.ctx(g).await?;
         let (ec2, cfn) = (Ec2::new(&ctx.sdk), Cfn::new(&ctx.sdk));
         let (snapshots, promoted, in_use) = inventory(&ec2, &cfn, &ctx.stack).await?;
         let rows = snapshot_rows(&snapshots, promoted.as_deref(), &in_use, now());
@@ -291,10 +285,7 @@ impl ListArgs {
 
 impl PromoteArgs {
     async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
-        let ctx = match self.stack.ctx(g).await {
-            Ok(c) => c,
-            Err(e) => return Ok(config_failure(&e)),
-        };
+        let ctx = self.stack.ctx(g).await?;
         let stack = &ctx.stack;
         let (ec2, cfn) = (Ec2::new(&ctx.sdk), Cfn::new(&ctx.sdk));
         let id = match &self.id {
@@ -364,10 +355,7 @@ impl PromoteArgs {
 
 impl PruneArgs {
     async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
-        let ctx = match self.stack.ctx(g).await {
-            Ok(c) => c,
-            Err(e) => return Ok(config_failure(&e)),
-        };
+        let ctx = self.stack.ctx(g).await?;
         let (ec2, cfn) = (Ec2::new(&ctx.sdk), Cfn::new(&ctx.sdk));
         let (snapshots, promoted, in_use) = inventory(&ec2, &cfn, &ctx.stack).await?;
         let doomed = prune_plan(&snapshots, self.keep, promoted.as_deref(), &in_use);

@@ -34,7 +34,8 @@ pub(crate) struct Ctx {
 }
 
 impl StackArgs {
-    /// Loads the config (exit 2 on problems is the caller's) and the SDK config.
+    /// Loads the config and the SDK config. A config error propagates as [`ethnode_config::ConfigError`],
+    /// which `main` reports with exit code 2.
     pub(crate) async fn ctx(&self, g: &Globals) -> Result<Ctx, ethnode_config::ConfigError> {
         let (config, _) = g.load_config()?;
         let stack = self

@@ -1,7 +1,7 @@
 //! `ethnode status`: the stack's state and outputs, its instances, and each node's readiness.
 
+use super::Globals;
 use super::stack::StackArgs;
-use super::{Globals, config_failure};
 use clap::Args;
 use ethnode_aws::{Cfn, Ec2};
 use std::process::ExitCode;
@@ -63,10 +63,7 @@ async fn readiness(http: &reqwest::Client, ip: &str) -> serde_json::Value {
 impl StatusArgs {
     pub(crate) async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
         g.init_logs("warn");
-        let ctx = match self.stack.ctx(g).await {
-            Ok(c) => c,
-            Err(e) => return Ok(config_failure(&e)),
-        };
+        let ctx = self.stack.ctx(g).await?;
         let cfn = Cfn::new(&ctx.sdk);
         let Some(stack) = cfn.describe(&ctx.stack).await? else {
             eprintln!(
