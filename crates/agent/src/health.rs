@@ -100,6 +100,10 @@ pub struct DnsState {
     pub ip: Option<String>,
     /// Last error, if registration is failing.
     pub error: Option<String>,
+    /// Why the record is not (or still) published, when that is not simply "ready".
+    pub note: Option<String>,
+    /// Records of dead instances this agent has deleted.
+    pub swept: u64,
 }
 
 /// Everything `/status` shows.

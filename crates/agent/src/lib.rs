@@ -435,6 +435,15 @@ impl AgentHandle {
             last,
         }) = self.shared.supervision.lock().await.stop().await
         {
+            // The one line the stack's ClientGaveUp metric filter selects ({ $.event = "client_gave_up" },
+            // dimension Stack = $.stack): keep these field names.
+            tracing::error!(
+                event = "client_gave_up",
+                stack = self.shared.config.aws.stack_name.as_deref().unwrap_or(""),
+                client = name,
+                crashes,
+                "a client kept crashing; the agent exits so that the orchestrator replaces the node"
+            );
             exit = Exit::GaveUp {
                 client: name,
                 crashes,

@@ -5,10 +5,11 @@
 //! background). So the agent stops both clients gracefully (consensus first), flushes the filesystem,
 //! starts the snapshot, waits until EBS lists it, and starts the clients again: minutes of downtime,
 //! and a snapshot that needs no database recovery. `POST /snapshot` does it on request (the CLI's
-//! `ethnode snapshot create`); automatic mode does it on a schedule and also promotes and prunes.
+//! `ethnode snapshot create`); automatic mode does it on a schedule, waits until the snapshot is
+//! completed, promotes it (the stack's SSM parameter, see `ethnode-fleet`) and prunes.
 
 use crate::Shared;
-use ethnode_aws::{Cfn, Ec2};
+use ethnode_aws::{Ec2, Ssm};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -57,7 +58,7 @@ pub(crate) enum SnapshotError {
 /// Lazily built AWS clients (an agent without snapshots never loads credentials) and the one-at-a-time lock.
 pub(crate) struct Snapshots {
     region: Option<String>,
-    aws: OnceCell<(Ec2, Cfn)>,
+    aws: OnceCell<(Ec2, Ssm)>,
     lock: tokio::sync::Mutex<()>,
 }
 
@@ -70,11 +71,11 @@ impl Snapshots {
         }
     }
 
-    async fn clients(&self) -> &(Ec2, Cfn) {
+    async fn clients(&self) -> &(Ec2, Ssm) {
         self.aws
             .get_or_init(|| async {
                 let sdk = ethnode_aws::sdk_config(self.region.as_deref()).await;
-                (Ec2::new(&sdk), Cfn::new(&sdk))
+                (Ec2::new(&sdk), Ssm::new(&sdk))
             })
             .await
     }
@@ -277,7 +278,7 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
         return Ok(None);
     }
     let stack = cfg.aws.stack_name.clone().unwrap_or_default();
-    let (ec2, cfn) = shared.snapshots.clients().await;
+    let (ec2, ssm) = shared.snapshots.clients().await;
     let snapshots = ec2.snapshots_by_tag("ethnode:stack", &stack).await?;
     let newest = snapshots
         .iter()
@@ -300,26 +301,21 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
     tracing::info!(snapshot = %taken.snapshot_id, block = ?taken.block, downtime_secs = taken.downtime_secs, "automatic snapshot taken");
 
     let promoted = if cfg.snapshot.promote {
-        let poll = Duration::from_secs(2);
-        let prepared = ethnode_deploy::prepare_parameter_update(
-            cfn,
-            &stack,
-            "ChainSnapshotId",
+        // A volume made from a pending snapshot waits for it: promote only a completed one. The clients
+        // are running again meanwhile; the first snapshot of a volume can take hours.
+        ethnode_fleet::wait_completed(
+            ec2,
             &taken.snapshot_id,
-            poll,
+            Duration::from_secs(cfg.snapshot.poll_secs.max(1)),
+            Duration::from_secs(cfg.snapshot.complete_timeout_secs),
         )
         .await?;
-        if !prepared.no_changes {
-            cfn.execute_change_set(&prepared.id).await?;
-            ethnode_deploy::wait_settled(cfn, &stack, poll, Duration::from_secs(3600)).await?;
-        }
+        ethnode_fleet::promote(ec2, ssm, &stack, &taken.snapshot_id).await?;
         shared.metrics.snapshot_auto_step("promoted");
         tracing::info!(snapshot = %taken.snapshot_id, stack, "automatic snapshot promoted: new instances start from it");
         Some(taken.snapshot_id.clone())
     } else {
-        cfn.describe(&stack)
-            .await?
-            .and_then(|s| s.parameter("ChainSnapshotId").map(str::to_owned))
+        ethnode_fleet::current_snapshot(ssm, &stack).await?
     };
 
     let snapshots = ec2.snapshots_by_tag("ethnode:stack", &stack).await?;
@@ -330,7 +326,7 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
         }
     }
     let doomed =
-        ethnode_deploy::prune_plan(&snapshots, cfg.snapshot.keep, promoted.as_deref(), &in_use);
+        ethnode_fleet::prune_plan(&snapshots, cfg.snapshot.keep, promoted.as_deref(), &in_use);
     for id in &doomed {
         ec2.delete_snapshot(id).await?;
         shared.metrics.snapshot_auto_step("pruned");

@@ -180,6 +180,42 @@ impl Ec2 {
         Ok(out)
     }
 
+    /// The state (`pending`, `running`, `terminated`, …) of each of `ids` that EC2 still knows; an id it
+    /// does not know is absent (a filter, not InstanceIds, so an unknown id is no error).
+    pub async fn instance_states(
+        &self,
+        ids: &[String],
+    ) -> Result<std::collections::HashMap<String, String>, AwsError> {
+        let mut out = std::collections::HashMap::new();
+        if ids.is_empty() {
+            return Ok(out);
+        }
+        let mut pages = self
+            .client
+            .describe_instances()
+            .filters(
+                Filter::builder()
+                    .name("instance-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::sdk(SERVICE, "DescribeInstances", e))?;
+            for r in page.reservations() {
+                for i in r.instances() {
+                    if let (Some(id), Some(state)) =
+                        (i.instance_id(), i.state().and_then(|s| s.name()))
+                    {
+                        out.insert(id.to_owned(), state.as_str().to_owned());
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Volumes carrying tag `key=value`.
     pub async fn volumes_by_tag(&self, key: &str, value: &str) -> Result<Vec<Volume>, AwsError> {
         let mut out = Vec::new();

@@ -1,10 +1,12 @@
 //! ethnode's AWS edge: one `SdkConfig` from the standard settings and one small wrapper per service —
-//! instance metadata (IMDSv2 only), Route53, CloudFormation, EC2, ECR, CloudWatch — each returning [`AwsError`].
+//! instance metadata (IMDSv2 only), Route53, CloudFormation, EC2, ECR, CloudWatch, SSM, Auto Scaling — each
+//! returning [`AwsError`].
 //!
 //! Every client honours the SDK's standard endpoint settings (`AWS_ENDPOINT_URL`,
 //! `AWS_ENDPOINT_URL_<SERVICE>`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`), so the same binary runs against
 //! AWS and against a local emulator such as moto.
 
+mod autoscaling;
 mod cloudformation;
 mod cloudwatch;
 mod ec2;
@@ -12,7 +14,9 @@ mod ecr;
 mod error;
 mod imds;
 mod route53;
+mod ssm;
 
+pub use autoscaling::AutoScaling;
 pub use cloudformation::{Cfn, ChangeSetInfo, ResourceChange, StackEvent, StackInfo, StackOutput};
 pub use cloudwatch::{CloudWatch, Datum};
 pub use ec2::{Ec2, Instance, Snapshot, Volume};
@@ -20,6 +24,7 @@ pub use ecr::{Ecr, RegistryLogin};
 pub use error::AwsError;
 pub use imds::{InstanceFacts, MetadataError, instance_facts};
 pub use route53::{Dns, DnsError, DnsRecord};
+pub use ssm::Ssm;
 
 pub use aws_config::SdkConfig;
 

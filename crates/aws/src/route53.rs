@@ -1,4 +1,5 @@
-//! Route53 registration: UPSERT this node's A record at start, DELETE it on graceful stop.
+//! Route53 registration: UPSERT this node's record, DELETE it on stop, and list the records at a name (to
+//! remove those of nodes that died without a graceful stop).
 
 use aws_config::SdkConfig;
 use aws_sdk_route53::Client;
@@ -54,6 +55,64 @@ impl Dns {
     /// Creates or replaces the record.
     pub async fn upsert(&self, record: &DnsRecord) -> Result<(), DnsError> {
         self.change(ChangeAction::Upsert, record).await
+    }
+
+    /// The A/AAAA records at `name` in `zone`, one per set identifier (multivalue) or one simple record.
+    pub async fn records_at(&self, zone: &str, name: &str) -> Result<Vec<DnsRecord>, DnsError> {
+        let fail = |message: String| DnsError {
+            action: "LIST",
+            name: name.to_owned(),
+            zone: zone.to_owned(),
+            message,
+        };
+        let zone_id = zone.trim_start_matches("/hostedzone/");
+        let wanted = format!("{}.", name.trim_end_matches('.'));
+        let mut out = Vec::new();
+        let mut start: Option<(String, RrType, Option<String>)> =
+            Some((wanted.clone(), RrType::A, None));
+        while let Some((start_name, start_type, start_id)) = start.take() {
+            let page = self
+                .client
+                .list_resource_record_sets()
+                .hosted_zone_id(zone_id)
+                .start_record_name(start_name)
+                .start_record_type(start_type)
+                .set_start_record_identifier(start_id)
+                .send()
+                .await
+                .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+            let mut past = false;
+            for set in page.resource_record_sets() {
+                if !set.name().eq_ignore_ascii_case(&wanted) {
+                    past = true;
+                    break;
+                }
+                if !matches!(set.r#type(), RrType::A | RrType::Aaaa) {
+                    continue;
+                }
+                for value in set.resource_records() {
+                    if let Ok(ip) = value.value().parse() {
+                        out.push(DnsRecord {
+                            zone_id: zone.to_owned(),
+                            name: name.to_owned(),
+                            ip,
+                            ttl: set.ttl().unwrap_or(60) as u32,
+                            set_identifier: set.set_identifier().map(str::to_owned),
+                        });
+                    }
+                }
+            }
+            if !past && page.is_truncated() {
+                start = page.next_record_name().map(|n| {
+                    (
+                        n.to_owned(),
+                        page.next_record_type().cloned().unwrap_or(RrType::A),
+                        page.next_record_identifier().map(str::to_owned),
+                    )
+                });
+            }
+        }
+        Ok(out)
     }
 
     /// Deletes the record; one that is already gone counts as deleted.

@@ -4,7 +4,7 @@ use crate::{CONFIG_ENV, Config, ConfigError};
 use toml::{Table, Value};
 
 /// Variables with the prefix that are not config keys.
-const RESERVED: &[&str] = &[CONFIG_ENV, "ETHNODE_LOG"];
+const RESERVED: &[&str] = &[CONFIG_ENV, "ETHNODE_LOG", "ETHNODE_LOG_FORMAT"];
 
 /// Applies every `ETHNODE_*` variable in `vars` to `config`.
 ///

@@ -240,6 +240,14 @@ pub struct DnsSection {
     pub mode: DnsMode,
     /// Record TTL in seconds.
     pub ttl: u32,
+    /// Publish the record only while the node is ready (withdrawn after `unready_grace_secs` not ready,
+    /// unless it is the name's last record: an empty answer helps nobody).
+    pub publish_when_ready: bool,
+    /// Seconds a published node may be not ready before its record is withdrawn.
+    pub unready_grace_secs: u64,
+    /// Seconds between sweeps that delete the records of the stack's instances that no longer run (nodes
+    /// that died without a graceful stop); 0: never.
+    pub sweep_secs: u64,
 }
 
 impl Default for DnsSection {
@@ -249,6 +257,9 @@ impl Default for DnsSection {
             hosted_zone_id: None,
             mode: DnsMode::Multivalue,
             ttl: 60,
+            publish_when_ready: true,
+            unready_grace_secs: 60,
+            sweep_secs: 60,
         }
     }
 }
@@ -261,6 +272,9 @@ pub struct AwsSection {
     pub region: Option<String>,
     /// CloudFormation stack name.
     pub stack_name: Option<String>,
+    /// SSM path holding the values of `${VAR}` as SecureStrings (`<prefix>/VAR`), read when the variable
+    /// is not in the environment; the stack sets `/ethnode/<stack>/secrets` for its agents and Lambda.
+    pub secrets_prefix: Option<String>,
 }
 
 /// `[readiness]`
@@ -316,6 +330,13 @@ pub struct AgentSection {
     /// Bearer token for the agent's control endpoints (`POST /snapshot`) from other hosts; without it
     /// they answer loopback callers only.
     pub admin_token: Option<String>,
+    /// Auto Scaling lifecycle hook to complete after a graceful stop when the group terminates this
+    /// instance (seen in instance metadata); unset: no lifecycle handling.
+    pub lifecycle_hook: Option<String>,
+    /// The Auto Scaling group of this instance (for `lifecycle_hook`).
+    pub autoscaling_group: Option<String>,
+    /// Seconds between instance-metadata checks of the lifecycle state.
+    pub lifecycle_poll_secs: u64,
 }
 
 impl Default for AgentSection {
@@ -329,6 +350,9 @@ impl Default for AgentSection {
             crash_window_secs: 600,
             imds_timeout_ms: 1000,
             admin_token: None,
+            lifecycle_hook: None,
+            autoscaling_group: None,
+            lifecycle_poll_secs: 5,
         }
     }
 }
@@ -475,6 +499,9 @@ pub struct DeploySection {
     pub monitor_code_bucket: Option<String>,
     /// Key of that zip.
     pub monitor_code_key: String,
+    /// Private subnets (with a NAT route) for the monitor Lambda: a function in a VPC never gets a public
+    /// IP, so the nodes' public subnets give it no way out.
+    pub monitor_subnet_ids: Vec<String>,
 }
 
 impl Default for DeploySection {
@@ -499,6 +526,7 @@ impl Default for DeploySection {
             enable_alarms: true,
             monitor_code_bucket: None,
             monitor_code_key: "ethnode-monitor.zip".into(),
+            monitor_subnet_ids: Vec::new(),
         }
     }
 }
@@ -527,6 +555,10 @@ pub struct SnapshotSection {
     pub allow_last_ready_node: bool,
     /// After stopping the clients, resume them at the latest after this many seconds.
     pub resume_timeout_secs: u64,
+    /// Automatic mode promotes only a completed snapshot: it waits at most this long for EBS to finish.
+    pub complete_timeout_secs: u64,
+    /// Seconds between EBS state checks while waiting.
+    pub poll_secs: u64,
     /// Read every file of the data dir once at start, so that a volume restored from a snapshot is
     /// fetched from S3 in the background instead of on the clients' first reads.
     pub prewarm: bool,
@@ -549,6 +581,9 @@ impl Default for SnapshotSection {
             keep: 3,
             allow_last_ready_node: false,
             resume_timeout_secs: 600,
+            // The first snapshot of a 2 TiB volume copies every used block: hours.
+            complete_timeout_secs: 6 * 3600,
+            poll_secs: 15,
             prewarm: false,
             prewarm_parallelism: 16,
             prewarm_block_kib: 1024,

@@ -4,13 +4,13 @@
 
 mod cost;
 mod params;
-mod snapshots;
 mod stack;
 mod summary;
 
 pub use cost::{CostLine, CostReport, PriceTable, estimate};
-pub use params::{ParamError, StackParams};
-pub use snapshots::{SnapshotRow, prune_plan, snapshot_rows};
+pub use params::{
+    ParamError, StackParams, ami_parameter, is_arm64, rolling_minimum_healthy_percent,
+};
 pub use stack::{Prepared, StackError, change_set_name, prepare_parameter_update, wait_settled};
 pub use summary::{Severity, summarize};
 
@@ -26,14 +26,7 @@ pub const PRICES: &str = include_str!("../../../deploy/prices.toml");
 /// Port of the agent API in the deployed stack (the template's security group admits it).
 pub const AGENT_PORT: u16 = 8555;
 
-/// The stack name for a config: `aws.stack_name`, else `ethnode-<network>`.
-pub fn stack_name(config: &ethnode_config::Config) -> String {
-    config
-        .aws
-        .stack_name
-        .clone()
-        .unwrap_or_else(|| format!("ethnode-{}", config.node.network.as_str()))
-}
+pub use ethnode_fleet::stack_name;
 
 #[cfg(test)]
 mod tests {

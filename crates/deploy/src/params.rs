@@ -160,6 +160,48 @@ impl StackParams {
                 format!("`{image}` is not an image reference"),
             );
         }
+        let monitor_subnets = &d.monitor_subnet_ids;
+        for s in monitor_subnets {
+            if !aws_id(s, "subnet-") {
+                err(
+                    "MonitorSubnetIds",
+                    "deploy.monitor_subnet_ids",
+                    format!("`{s}` is not a subnet id: expected subnet- and 8 or 17 hex digits"),
+                );
+            }
+        }
+        if d.monitor_code_bucket.is_some() && monitor_subnets.is_empty() {
+            err(
+                "MonitorSubnetIds",
+                "deploy.monitor_subnet_ids",
+                "the monitor Lambda needs private subnets with a NAT route (a function in a VPC never gets a public IP, so the nodes' public subnets give it no way out): list them, or unset deploy.monitor_code_bucket".into(),
+            );
+        }
+        for (key, url) in config
+            .monitor
+            .references
+            .iter()
+            .map(|u| ("monitor.references", u))
+            .chain(
+                config
+                    .readiness
+                    .reference_rpc
+                    .iter()
+                    .map(|u| ("readiness.reference_rpc", u)),
+            )
+        {
+            if let Some(token) = literal_key(url) {
+                err(
+                    "MonitorReferences",
+                    key,
+                    format!(
+                        "{} seems to carry an API key in plain text ({}…); write it as ${{VAR}} (e.g. ${{INFURA_KEY}}) and export VAR: ethnode deploy stores it as an SSM SecureString",
+                        ethnode_config::redact_url(url),
+                        &token[..4]
+                    ),
+                );
+            }
+        }
         const RETENTION: [u32; 15] = [
             1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731,
         ];
@@ -181,6 +223,11 @@ impl StackParams {
             ("ImageUri", image),
             ("NodeCount", d.node_count.to_string()),
             ("InstanceType", d.instance_type.clone()),
+            ("AmiParameter", ami_parameter(&d.instance_type).to_owned()),
+            (
+                "RollingMinimumHealthyPercent",
+                rolling_minimum_healthy_percent(d.node_count).to_string(),
+            ),
             ("VpcId", vpc),
             ("SubnetIds", d.subnet_ids.join(",")),
             ("AssignPublicIp", d.assign_public_ip.to_string()),
@@ -204,6 +251,7 @@ impl StackParams {
                 d.monitor_code_bucket.clone().unwrap_or_default(),
             ),
             ("MonitorCodeKey", d.monitor_code_key.clone()),
+            ("MonitorSubnetIds", monitor_subnets.join(",")),
             ("MonitorReferences", toml_array(&config.monitor.references)),
             (
                 "MonitorLagAlarmBlocks",
@@ -216,6 +264,61 @@ impl StackParams {
         ];
         Ok(Self { values })
     }
+}
+
+/// Whether an instance type runs on Graviton (arm64): the letters after the generation digit carry a
+/// `g` (m7g, c7gn, r8gd, t4g, im4gn, g5g), or it is the first Graviton family, a1.
+pub fn is_arm64(instance_type: &str) -> bool {
+    let family = instance_type.split('.').next().unwrap_or_default();
+    if family == "a1" {
+        return true;
+    }
+    family
+        .find(|c: char| c.is_ascii_digit())
+        .map(|i| &family[i..])
+        .map(|rest| rest.trim_start_matches(|c: char| c.is_ascii_digit()))
+        .is_some_and(|suffix| suffix.split('-').next().unwrap_or_default().contains('g'))
+}
+
+/// The public SSM parameter of the ECS-optimized Amazon Linux 2023 AMI for the instance type's
+/// architecture ("Retrieving Amazon ECS-optimized Linux AMI metadata", ECS developer guide).
+pub fn ami_parameter(instance_type: &str) -> &'static str {
+    if is_arm64(instance_type) {
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id"
+    } else {
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+    }
+}
+
+/// The daemon service's minimumHealthyPercent that lets ECS stop one node's task at a time. ECS rounds
+/// the minimum healthy count up (ceil(n * p / 100)), so floor(100 * (n - 1) / n) leaves exactly one
+/// stoppable; with one node only 0 lets a deployment proceed.
+pub fn rolling_minimum_healthy_percent(nodes: u32) -> u32 {
+    if nodes <= 1 {
+        0
+    } else {
+        100 * (nodes - 1) / nodes
+    }
+}
+
+/// A run of 20 or more key-like characters ([A-Za-z0-9_-]) in a URL's path or query once `${VAR}`s are
+/// taken out: what Infura (32 hex), Alchemy (32) and QuickNode (40) keys look like.
+fn literal_key(url: &str) -> Option<String> {
+    let mut text = String::new();
+    let mut rest = url.split_once("://").map_or(url, |(_, r)| r);
+    // The host is not a key.
+    rest = rest.find('/').map_or("", |i| &rest[i..]);
+    while let Some(start) = rest.find("${") {
+        text.push_str(&rest[..start]);
+        text.push(' ');
+        rest = rest[start..]
+            .find('}')
+            .map_or("", |end| &rest[start + end + 1..]);
+    }
+    text.push_str(rest);
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-'))
+        .find(|run| run.len() >= 20)
+        .map(str::to_owned)
 }
 
 /// A TOML array of strings, as the Lambda's ETHNODE_MONITOR_REFERENCES takes it.
@@ -517,6 +620,86 @@ mod tests {
             assert!(text.contains(fragment), "expected {fragment:?} in:\n{text}");
             assert!(text.contains(fix), "expected fix {fix:?} in:\n{text}");
         }
+    }
+
+    #[test]
+    fn graviton_types_get_the_arm64_ami_and_others_x86() {
+        for t in [
+            "m7g.2xlarge",
+            "c7gn.4xlarge",
+            "r8gd.xlarge",
+            "t4g.xlarge",
+            "im4gn.2xlarge",
+            "is4gen.xlarge",
+            "g5g.xlarge",
+            "a1.2xlarge",
+        ] {
+            assert!(is_arm64(t), "{t}");
+            assert!(ami_parameter(t).contains("/arm64/"), "{t}");
+        }
+        for t in [
+            "m7i.2xlarge",
+            "m7i-flex.2xlarge",
+            "g5.xlarge",
+            "r7iz.xlarge",
+            "c6a.4xlarge",
+        ] {
+            assert!(!is_arm64(t), "{t}");
+            assert!(!ami_parameter(t).contains("arm64"), "{t}");
+        }
+        let mut c = good();
+        c.deploy.instance_type = "m7g.2xlarge".into();
+        let p = StackParams::from_config(&c, None).unwrap();
+        assert_eq!(
+            p.get("AmiParameter"),
+            Some("/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id")
+        );
+    }
+
+    #[test]
+    fn rolling_deployments_stop_one_node_at_a_time() {
+        // ECS rounds the minimum healthy count up: stoppable = n - ceil(n * p / 100).
+        for n in 1..=10u32 {
+            let p = rolling_minimum_healthy_percent(n);
+            let healthy = (n * p).div_ceil(100);
+            assert_eq!(n - healthy, 1, "n={n} p={p}");
+        }
+        let mut c = good();
+        c.deploy.node_count = 3;
+        let p = StackParams::from_config(&c, None).unwrap();
+        assert_eq!(p.get("RollingMinimumHealthyPercent"), Some("66"));
+    }
+
+    #[test]
+    fn the_monitor_needs_private_subnets_and_keys_as_variables() {
+        let mut c = good();
+        c.deploy.monitor_code_bucket = Some("artifacts".into());
+        let e = StackParams::from_config(&c, None).unwrap_err();
+        assert!(
+            e.iter().any(|e| e.key == "deploy.monitor_subnet_ids"
+                && e.message.contains("never gets a public IP")),
+            "{e:?}"
+        );
+        c.deploy.monitor_subnet_ids = vec!["subnet-0aaaaaaaaaaaaaaaa".into()];
+        c.monitor.references = vec![
+            "https://mainnet.infura.io/v3/0123456789abcdef0123456789abcdef".into(),
+            "https://eth-mainnet.g.alchemy.com/v2/${ALCHEMY_KEY}".into(),
+            "https://ethereum-rpc.publicnode.com".into(),
+        ];
+        let e = StackParams::from_config(&c, None).unwrap_err();
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert_eq!(e[0].key, "monitor.references");
+        assert!(e[0].message.contains("${VAR}"), "{e:?}");
+        // The key itself is never repeated in the error.
+        assert!(!e[0].message.contains("0123456789abcdef0123"), "{e:?}");
+        c.monitor.references.remove(0);
+        let p = StackParams::from_config(&c, None).unwrap();
+        assert_eq!(p.get("MonitorSubnetIds"), Some("subnet-0aaaaaaaaaaaaaaaa"));
+        assert!(
+            p.get("MonitorReferences")
+                .unwrap()
+                .contains("${ALCHEMY_KEY}")
+        );
     }
 
     #[test]

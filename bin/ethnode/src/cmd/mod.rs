@@ -121,11 +121,23 @@ impl Globals {
             eprintln!("warning: bad log filter `{filter}` ({e}); using `{default}`");
             tracing_subscriber::EnvFilter::new(default)
         });
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .try_init();
+        // ETHNODE_LOG_FORMAT=json (set by the stack): one JSON object a line with the event's fields at the
+        // top level, so CloudWatch Logs metric filters can select them ($.event, $.stack).
+        if std::env::var("ETHNODE_LOG_FORMAT").is_ok_and(|f| f == "json") {
+            let _ = tracing_subscriber::fmt()
+                .json()
+                .flatten_event(true)
+                .with_current_span(false)
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .try_init();
+        } else {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .try_init();
+        }
     }
 }
 

@@ -1,14 +1,13 @@
 //! `ethnode snapshot create|list|promote|prune`: from a synced node to "every new node starts from a fresh
 //! snapshot". `create` asks the node's agent (it stops the clients, snapshots, restarts them); the rest
-//! are EC2 and CloudFormation calls. Every subcommand takes `--json`.
+//! are EC2 and SSM calls through `ethnode-fleet`. Every subcommand takes `--json`.
 
 use super::Globals;
-use super::stack::{StackArgs, confirm, follow, print_failures, seen_events};
+use super::stack::{StackArgs, confirm};
 use clap::{Args, Subcommand};
-use ethnode_aws::{Cfn, Ec2, Snapshot};
-use ethnode_deploy::{Severity, prepare_parameter_update, prune_plan, snapshot_rows, summarize};
+use ethnode_aws::{Ec2, Ssm};
+use ethnode_fleet::{inventory, prune_plan, snapshot_rows};
 use indicatif::{ProgressBar, ProgressStyle};
-use std::collections::HashSet;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +17,7 @@ pub(crate) enum SnapshotCmd {
     Create(CreateArgs),
     /// The stack's snapshots: id, block, age, size, state, promoted, in use.
     List(ListArgs),
-    /// Make new instances start from a snapshot (the stack's ChainSnapshotId, via a change set).
+    /// Make new instances start from a snapshot (the stack's chain-snapshot SSM parameter).
     Promote(PromoteArgs),
     /// Delete old snapshots, never the promoted one nor one a volume was made from.
     Prune(PruneArgs),
@@ -103,27 +102,6 @@ fn age(secs: i64) -> String {
         s if s < 86_400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86_400),
     }
-}
-
-/// Snapshots of the stack, the promoted one, and those volumes were made from.
-async fn inventory(
-    ec2: &Ec2,
-    cfn: &Cfn,
-    stack: &str,
-) -> anyhow::Result<(Vec<Snapshot>, Option<String>, HashSet<String>)> {
-    let snapshots = ec2.snapshots_by_tag("ethnode:stack", stack).await?;
-    let promoted = cfn
-        .describe(stack)
-        .await?
-        .and_then(|s| s.parameter("ChainSnapshotId").map(str::to_owned))
-        .filter(|s| !s.is_empty());
-    let mut in_use = HashSet::new();
-    for s in &snapshots {
-        if !ec2.volumes_from_snapshot(&s.id).await?.is_empty() {
-            in_use.insert(s.id.clone());
-        }
-    }
-    Ok((snapshots, promoted, in_use))
 }
 
 impl SnapshotCmd {
@@ -244,8 +222,8 @@ async fn follow_snapshot(ec2: &Ec2, id: &str, quiet: bool) -> anyhow::Result<Str
 impl ListArgs {
     async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
         let ctx = self.stack.ctx(g).await?;
-        let (ec2, cfn) = (Ec2::new(&ctx.sdk), Cfn::new(&ctx.sdk));
-        let (snapshots, promoted, in_use) = inventory(&ec2, &cfn, &ctx.stack).await?;
+        let (ec2, ssm) = (Ec2::new(&ctx.sdk), Ssm::new(&ctx.sdk));
+        let (snapshots, promoted, in_use) = inventory(&ec2, &ssm, &ctx.stack).await?;
         let rows = snapshot_rows(&snapshots, promoted.as_deref(), &in_use, now());
         if self.json {
             println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -287,15 +265,9 @@ impl PromoteArgs {
     async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
         let ctx = self.stack.ctx(g).await?;
         let stack = &ctx.stack;
-        let (ec2, cfn) = (Ec2::new(&ctx.sdk), Cfn::new(&ctx.sdk));
+        let (ec2, ssm) = (Ec2::new(&ctx.sdk), Ssm::new(&ctx.sdk));
         let id = match &self.id {
-            Some(id) => {
-                let s = ec2.snapshot(id).await?.ok_or_else(|| {
-                    anyhow::anyhow!("snapshot {id} does not exist; `ethnode snapshot list` shows the stack's")
-                })?;
-                anyhow::ensure!(s.state == "completed", "snapshot {id} is {}, not completed; wait for it", s.state);
-                id.clone()
-            }
+            Some(id) => id.clone(),
             None => ec2
                 .snapshots_by_tag("ethnode:stack", stack)
                 .await?
@@ -304,36 +276,24 @@ impl PromoteArgs {
                 .map(|s| s.id)
                 .ok_or_else(|| anyhow::anyhow!("stack {stack} has no completed snapshot; `ethnode snapshot create` takes one"))?,
         };
-        let poll = Duration::from_secs(self.stack.poll_secs.max(1));
-        let prepared = prepare_parameter_update(&cfn, stack, "ChainSnapshotId", &id, poll).await?;
-        if prepared.no_changes {
-            println!("{id} is already promoted in {stack}.");
+        let current = ethnode_fleet::current_snapshot(&ssm, stack).await?;
+        if current.as_deref() == Some(id.as_str()) {
+            if !self.json {
+                println!("{id} is already the current snapshot of {stack}.");
+            }
         } else {
             if !self.json {
                 println!(
-                    "Promoting {id} in stack {stack}: new instances start from it; running instances are not replaced."
+                    "Promoting {id} in stack {stack} (was {}): new instances create their chain volume from it; \
+                     running instances are not touched.",
+                    current.as_deref().unwrap_or("none")
                 );
-                for (severity, line) in summarize(&prepared.changes) {
-                    let mark = if severity == Severity::Danger {
-                        "!!"
-                    } else {
-                        "  "
-                    };
-                    println!("{mark} {line}");
-                }
             }
             if !confirm(&format!("Promote {id}?"), self.yes)? {
-                let _ = cfn.delete_change_set(&prepared.id).await;
                 println!("Not promoted.");
                 return Ok(ExitCode::SUCCESS);
             }
-            let seen = seen_events(&cfn, stack).await;
-            cfn.execute_change_set(&prepared.id).await?;
-            let outcome = follow(&cfn, stack, prepared.changes.len(), seen, &self.stack).await?;
-            if !outcome.succeeded() {
-                print_failures(&outcome);
-                return Ok(ExitCode::FAILURE);
-            }
+            ethnode_fleet::promote(&ec2, &ssm, stack, &id).await?;
         }
         if !self.fast_restore.is_empty() {
             println!(
@@ -345,9 +305,12 @@ impl PromoteArgs {
             ec2.enable_fast_restore(&id, &self.fast_restore).await?;
         }
         if self.json {
-            println!("{}", serde_json::json!({"stack": stack, "promoted": id}));
+            println!(
+                "{}",
+                serde_json::json!({"stack": stack, "promoted": id, "previous": current})
+            );
         } else {
-            println!("Stack {stack}: ChainSnapshotId = {id}.");
+            println!("Stack {stack}: new nodes start from {id}.");
         }
         Ok(ExitCode::SUCCESS)
     }
@@ -356,8 +319,8 @@ impl PromoteArgs {
 impl PruneArgs {
     async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
         let ctx = self.stack.ctx(g).await?;
-        let (ec2, cfn) = (Ec2::new(&ctx.sdk), Cfn::new(&ctx.sdk));
-        let (snapshots, promoted, in_use) = inventory(&ec2, &cfn, &ctx.stack).await?;
+        let (ec2, ssm) = (Ec2::new(&ctx.sdk), Ssm::new(&ctx.sdk));
+        let (snapshots, promoted, in_use) = inventory(&ec2, &ssm, &ctx.stack).await?;
         let doomed = prune_plan(&snapshots, self.keep, promoted.as_deref(), &in_use);
         let kept: Vec<&str> = snapshots
             .iter()

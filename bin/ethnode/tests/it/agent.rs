@@ -113,3 +113,40 @@ async fn gives_up_with_nonzero_exit_after_repeated_crashes() {
         "{err}"
     );
 }
+
+/// The line the stack's `ClientGaveUp` metric filter counts: with the stack's log format (JSON, one object a
+/// line), a JSON object whose fields match the template's pattern and dimension selectors.
+#[tokio::test]
+async fn giving_up_logs_the_json_line_the_stacks_metric_filter_selects() {
+    let node = DevNode::new("");
+    let crasher = node.dir.path().join("crash.sh");
+    script(&crasher, "exit 7");
+    let mut agent = node.agent(&[
+        ("ETHNODE_EXECUTION_BINARY", crasher.display().to_string()),
+        ("ETHNODE_AGENT_CRASH_LIMIT", "2".into()),
+        ("ETHNODE_AGENT_RESTART_INITIAL_MS", "50".into()),
+        ("ETHNODE_AWS_STACK_NAME", "ethnode-json".into()),
+        ("ETHNODE_LOG_FORMAT", "json".into()),
+    ]);
+    let exit = agent.wait(Duration::from_secs(20)).await;
+    let err = agent.stderr_text();
+    assert_eq!(exit.code(), Some(3), "{err}");
+    // Every log line is JSON; the binary's last word (its error chain on exit 3) is plain text.
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .filter(|l| !l.starts_with("error: "))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    // The template's filter: { $.event = "client_gave_up" }, dimension Stack = $.stack.
+    let template =
+        std::fs::read_to_string(root().join("deploy/cloudformation/ethnode.yml")).unwrap();
+    assert!(template.contains(r#"FilterPattern: '{ $.event = "client_gave_up" }'"#));
+    assert!(template.contains("- { Key: Stack, Value: $.stack }"));
+    let hits: Vec<_> = lines
+        .iter()
+        .filter(|l| l["event"] == "client_gave_up")
+        .collect();
+    assert_eq!(hits.len(), 1, "{err}");
+    assert_eq!(hits[0]["stack"], "ethnode-json");
+    assert_eq!(hits[0]["level"], "ERROR");
+}

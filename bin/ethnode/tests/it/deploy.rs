@@ -153,20 +153,12 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     let groups = &data["NetworkInterfaces"][0]["Groups"];
     assert_eq!(groups, &json!([node.clone(), access.clone()]), "{data}");
     assert_eq!(data["MetadataOptions"]["HttpPutResponseHopLimit"], json!(2));
+    // Only the root volume: the chain volume is made at boot from the stack's current snapshot
+    // (`user_data_makes_the_chain_volume_from_the_current_snapshot`).
     let disks = data["BlockDeviceMappings"].as_array().unwrap();
-    assert_eq!(disks.len(), 2);
-    assert!(
-        disks.iter().all(|d| d["Ebs"]["Encrypted"] == json!(true)),
-        "{disks:?}"
-    );
-    let chain = disks
-        .iter()
-        .find(|d| d["DeviceName"] == json!("/dev/sdh"))
-        .unwrap();
-    assert_eq!(chain["Ebs"]["VolumeSize"], json!(2048));
-    assert_eq!(chain["Ebs"]["Iops"], json!(6000));
-    assert_eq!(chain["Ebs"]["Throughput"], json!(500));
-    assert!(chain["Ebs"].get("SnapshotId").is_none());
+    assert_eq!(disks.len(), 1, "{disks:?}");
+    assert_eq!(disks[0]["Ebs"]["Encrypted"], json!(true));
+    assert_eq!(moto.current_snapshot(STACK), "none");
 
     // Outputs exported under the stack name.
     let exports = moto.aws(&["cloudformation", "list-exports"]);
@@ -233,42 +225,19 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
         "{out}"
     );
     assert!(out.contains("UPDATE_COMPLETE"), "{out}");
-    let param = moto.aws_text(&[
-        "cloudformation",
-        "describe-stacks",
-        "--stack-name",
-        STACK,
-        "--query",
-        "Stacks[0].Parameters[?ParameterKey=='ChainSnapshotId'].ParameterValue",
-    ]);
-    assert_eq!(param, snapshot);
-    let lt = physical_id(&moto, "LaunchTemplate");
-    let data = moto.aws(&[
-        "ec2",
-        "describe-launch-template-versions",
-        "--launch-template-id",
-        &lt,
-        "--versions",
-        "$Latest",
-    ]);
-    let chain = data["LaunchTemplateVersions"][0]["LaunchTemplateData"]["BlockDeviceMappings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["DeviceName"] == json!("/dev/sdh"))
-        .unwrap()
-        .clone();
-    assert_eq!(chain["Ebs"]["SnapshotId"], json!(snapshot));
+    assert_eq!(moto.stack_parameter(STACK, "ChainSnapshotId"), snapshot);
+    // New instances read the stack's current snapshot from its SSM parameter.
+    assert_eq!(moto.current_snapshot(STACK), snapshot);
 
     // A deploy without the variable keeps the stack's snapshot (a promoted snapshot is not undone).
-    let (code, out, _) = ethnode_with(
+    let (code, out, err) = ethnode_with(
         dir.path(),
         &moto,
         &["deploy", "--yes", "--poll-secs", "1", "--config", cfg],
         &[],
     )
     .await;
-    assert_eq!(code, 0);
+    assert_eq!(code, 0, "{out}\n{err}");
     assert!(
         out.contains("No changes") || out.contains(&format!("from {snapshot}")),
         "{out}"
@@ -444,4 +413,236 @@ fn cfn_lint_passes_with_informational_checks() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// The launch template's user data, run as EC2 would run it at first boot (up to the attached volume:
+/// `ETHNODE_BOOT_ATTACH_ONLY`; mkfs and mount need a real block device) with the real aws CLI against
+/// moto and a fake IMDSv2 for the instance's id and zone.
+async fn boot(moto: &Moto, dir: &Path, instance: &str) -> (i32, String, String) {
+    let lt = physical_id(moto, "LaunchTemplate");
+    let data = moto.aws(&[
+        "ec2",
+        "describe-launch-template-versions",
+        "--launch-template-id",
+        &lt,
+        "--versions",
+        "$Latest",
+    ]);
+    let encoded = data["LaunchTemplateVersions"][0]["LaunchTemplateData"]["UserData"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    use base64::Engine;
+    let script = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    let path = dir.join("user-data.sh");
+    std::fs::write(&path, script).unwrap();
+    let zone = moto.aws_text(&[
+        "ec2",
+        "describe-instances",
+        "--instance-ids",
+        instance,
+        "--query",
+        "Reservations[0].Instances[0].Placement.AvailabilityZone",
+    ]);
+    let imds = FakeImds::start(&[
+        ("instance-id", instance),
+        ("placement/availability-zone", &zone),
+    ])
+    .await;
+    let bin = tool("aws").parent().unwrap().to_path_buf();
+    let out = tokio::process::Command::new("bash")
+        .arg(&path)
+        .envs(moto.env())
+        .env(
+            "PATH",
+            format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+        )
+        .env("ETHNODE_BOOT_IMDS", imds.url.trim_end_matches('/'))
+        .env("ETHNODE_BOOT_ATTACH_ONLY", "1")
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(120), out)
+        .await
+        .expect("user data finished within 2 minutes")
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test]
+async fn user_data_makes_the_chain_volume_from_the_current_snapshot() {
+    let moto = Moto::start().await;
+    let (vpc, subnet) = moto.network();
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &vpc, &subnet);
+    std::fs::write(
+        &config,
+        std::fs::read_to_string(&config).unwrap() + "volume_initialization_rate = 200\n",
+    )
+    .unwrap();
+    let (code, out, err) = ethnode_with(
+        dir.path(),
+        &moto,
+        &[
+            "deploy",
+            "--yes",
+            "--poll-secs",
+            "1",
+            "--config",
+            config.to_str().unwrap(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    let instance = moto.aws_text(&[
+        "ec2",
+        "describe-instances",
+        "--filters",
+        &format!("Name=tag:ethnode:stack,Values={STACK}"),
+        "--query",
+        "Reservations[0].Instances[0].InstanceId",
+    ]);
+    assert!(instance.starts_with("i-"), "{instance}");
+
+    // The stack was promoted to a snapshot after it was made (what `ethnode snapshot promote` does).
+    let source = moto.volume();
+    let snapshot = moto.aws_text(&[
+        "ec2",
+        "create-snapshot",
+        "--volume-id",
+        &source,
+        "--query",
+        "SnapshotId",
+    ]);
+    moto.aws(&[
+        "ssm",
+        "put-parameter",
+        "--overwrite",
+        "--name",
+        &format!("/ethnode/{STACK}/chain-snapshot-id"),
+        "--value",
+        &snapshot,
+    ]);
+
+    let (code, out, err) = boot(&moto, dir.path(), &instance).await;
+    assert_eq!(code, 0, "user data failed:\n{out}\n{err}");
+    let volume = out.lines().last().unwrap().trim().to_string();
+    assert!(volume.starts_with("vol-"), "{out}");
+    let v = &moto.aws(&["ec2", "describe-volumes", "--volume-ids", &volume])["Volumes"][0];
+    assert_eq!(v["SnapshotId"], json!(snapshot), "{v}");
+    assert_eq!(v["Size"], json!(2048));
+    assert_eq!(v["VolumeType"], json!("gp3"));
+    assert_eq!(v["Iops"], json!(6000));
+    assert_eq!(v["Throughput"], json!(500));
+    assert_eq!(v["Encrypted"], json!(true));
+    assert_eq!(v["Attachments"][0]["InstanceId"], json!(instance));
+    assert_eq!(v["Attachments"][0]["Device"], json!("/dev/sdh"));
+    let tags: BTreeSet<(String, String)> = v["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().to_string(),
+                t["Value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (k, val) in [
+        ("ethnode:stack", STACK),
+        ("ethnode:instance", instance.as_str()),
+        ("ethnode:network", "mainnet"),
+    ] {
+        assert!(tags.contains(&(k.into(), val.into())), "{tags:?}");
+    }
+    // It goes with the instance.
+    let mappings = moto.aws(&["ec2", "describe-instances", "--instance-ids", &instance]);
+    let sdh = mappings["Reservations"][0]["Instances"][0]["BlockDeviceMappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["DeviceName"] == json!("/dev/sdh"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(sdh["Ebs"]["DeleteOnTermination"], json!(true), "{mappings}");
+
+    // A second boot (cloud-init retried) finds the same volume and makes no other.
+    let (code, out, err) = boot(&moto, dir.path(), &instance).await;
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(out.lines().last().unwrap().trim(), volume);
+    let count = moto.aws(&[
+        "ec2",
+        "describe-volumes",
+        "--filters",
+        &format!("Name=tag:ethnode:instance,Values={instance}"),
+    ])["Volumes"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(count, 1);
+}
+
+/// parliament on every IAM policy of the template (split statements checked for coverage, not silenced)
+/// and checkov on the whole template: `scripts/audit_template.py` exits 0 only when both pass.
+#[test]
+fn template_passes_parliament_and_checkov() {
+    let out = std::process::Command::new(tool("python"))
+        .arg(root().join("scripts/audit_template.py"))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success() && text.contains("PASS"), "{text}");
+}
+
+/// The audit catches the kind of defect that shipped before: a volume ARN without the account id (which
+/// matches no volume), an unknown action, an unknown condition key.
+#[test]
+fn template_audit_fails_on_policies_aws_would_not_match() {
+    let template =
+        std::fs::read_to_string(root().join("deploy/cloudformation/ethnode.yml")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (what, from, to) in [
+        (
+            "volume ARN without account",
+            r#"Action: ec2:CreateSnapshot
+                Resource: !Sub "arn:${AWS::Partition}:ec2:${AWS::Region}:${AWS::AccountId}:volume/*""#,
+            r#"Action: ec2:CreateSnapshot
+                Resource: !Sub "arn:${AWS::Partition}:ec2:${AWS::Region}::volume/*""#,
+        ),
+        (
+            "unknown action",
+            "Action: ec2:DeleteSnapshot",
+            "Action: ec2:DeleteSnapshots",
+        ),
+        (
+            "unknown condition key",
+            r#""cloudwatch:namespace": Ethnode"#,
+            r#""cloudwatch:namespaces": Ethnode"#,
+        ),
+    ] {
+        assert!(template.contains(from), "{what}: the template changed");
+        let path = dir.path().join("t.yml");
+        std::fs::write(&path, template.replacen(from, to, 1)).unwrap();
+        let out = std::process::Command::new(tool("python"))
+            .arg(root().join("scripts/audit_template.py"))
+            .arg(&path)
+            .arg("--no-checkov")
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{what} passed the audit:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
 }

@@ -410,6 +410,18 @@ impl Moto {
         ])
     }
 
+    /// The stack's current snapshot, as its SSM parameter says (`none` for an empty volume).
+    pub fn current_snapshot(&self, stack: &str) -> String {
+        self.aws_text(&[
+            "ssm",
+            "get-parameter",
+            "--name",
+            &format!("/ethnode/{stack}/chain-snapshot-id"),
+            "--query",
+            "Parameter.Value",
+        ])
+    }
+
     /// A new volume's id.
     pub fn volume(&self) -> String {
         self.aws_text(&[
@@ -473,5 +485,88 @@ impl Drop for Moto {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Requests a [`FakeImds`] saw.
+#[derive(Default)]
+pub struct ImdsCounts {
+    /// Token PUTs.
+    pub tokens: std::sync::atomic::AtomicUsize,
+    /// GETs with the token.
+    pub authorized: std::sync::atomic::AtomicUsize,
+    /// GETs without it (refused).
+    pub refused: std::sync::atomic::AtomicUsize,
+}
+
+/// A fake IMDSv2 server — no real EC2 metadata service can run here. It behaves like IMDSv2 in what
+/// matters: PUT for a token with a TTL header (echoed back), GETs only with that token, 404 for absent
+/// keys.
+pub struct FakeImds {
+    /// `http://127.0.0.1:PORT/`
+    pub url: String,
+    /// Its counters.
+    pub counts: std::sync::Arc<ImdsCounts>,
+}
+
+const IMDS_TOKEN: &str = "AQAEAFake-token==";
+
+impl FakeImds {
+    /// Starts it on a free loopback port with these `meta-data/` paths and values.
+    pub async fn start(values: &[(&str, &str)]) -> Self {
+        use axum::http::{HeaderMap, StatusCode};
+        use axum::routing::{get, put};
+        use std::sync::atomic::Ordering;
+        let counts = std::sync::Arc::new(ImdsCounts::default());
+        let values = std::sync::Arc::new(std::sync::Mutex::new(
+            values
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect::<std::collections::HashMap<String, String>>(),
+        ));
+        let (c1, c2, v) = (counts.clone(), counts.clone(), values);
+        let app =
+            axum::Router::new()
+                .route(
+                    "/latest/api/token",
+                    put(move |h: HeaderMap| async move {
+                        let Some(ttl) = h.get("x-aws-ec2-metadata-token-ttl-seconds").cloned()
+                        else {
+                            return (StatusCode::BAD_REQUEST, HeaderMap::new(), String::new());
+                        };
+                        c1.tokens.fetch_add(1, Ordering::SeqCst);
+                        // Like IMDS, echo the TTL: the SDK refuses a token response without it.
+                        let mut headers = HeaderMap::new();
+                        headers.insert("x-aws-ec2-metadata-token-ttl-seconds", ttl);
+                        (StatusCode::OK, headers, IMDS_TOKEN.to_string())
+                    }),
+                )
+                .route(
+                    "/latest/meta-data/{*path}",
+                    get(
+                        move |axum::extract::Path(path): axum::extract::Path<String>,
+                              h: HeaderMap| async move {
+                            if h.get("x-aws-ec2-metadata-token")
+                                .and_then(|v| v.to_str().ok())
+                                != Some(IMDS_TOKEN)
+                            {
+                                c2.refused.fetch_add(1, Ordering::SeqCst);
+                                return (StatusCode::UNAUTHORIZED, String::new());
+                            }
+                            c2.authorized.fetch_add(1, Ordering::SeqCst);
+                            match v.lock().unwrap().get(&path) {
+                                Some(value) => (StatusCode::OK, value.clone()),
+                                None => (StatusCode::NOT_FOUND, String::new()),
+                            }
+                        },
+                    ),
+                );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url: format!("http://{addr}/"),
+            counts,
+        }
     }
 }

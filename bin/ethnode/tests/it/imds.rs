@@ -5,69 +5,23 @@
 //! in what matters: PUT for a token with a TTL header, GETs only with that token, 404 for absent keys.
 
 use crate::harness::*;
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::{get, put};
 use nix::sys::signal::Signal;
 use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-const TOKEN: &str = "AQAEAFake-token==";
-
-#[derive(Default)]
-struct Counts {
-    tokens: AtomicUsize,
-    authorized: AtomicUsize,
-    refused: AtomicUsize,
-}
-
-/// Starts the fake IMDSv2 server on a free loopback port; returns its base URL and counters.
-async fn fake_imds(public_ip: Option<&'static str>) -> (String, Arc<Counts>) {
-    let counts = Arc::new(Counts::default());
-    let c1 = counts.clone();
-    let c2 = counts.clone();
-    let app = Router::new()
-        .route(
-            "/latest/api/token",
-            put(move |h: HeaderMap| async move {
-                let Some(ttl) = h.get("x-aws-ec2-metadata-token-ttl-seconds").cloned() else {
-                    return (StatusCode::BAD_REQUEST, HeaderMap::new(), String::new());
-                };
-                c1.tokens.fetch_add(1, Ordering::SeqCst);
-                // Like IMDS, echo the TTL: the SDK refuses a token response without it.
-                let mut headers = HeaderMap::new();
-                headers.insert("x-aws-ec2-metadata-token-ttl-seconds", ttl);
-                (StatusCode::OK, headers, TOKEN.to_string())
-            }),
-        )
-        .route(
-            "/latest/meta-data/{*path}",
-            get(move |axum::extract::Path(path): axum::extract::Path<String>, h: HeaderMap| async move {
-                if h.get("x-aws-ec2-metadata-token").and_then(|v| v.to_str().ok()) != Some(TOKEN) {
-                    c2.refused.fetch_add(1, Ordering::SeqCst);
-                    return (StatusCode::UNAUTHORIZED, String::new());
-                }
-                c2.authorized.fetch_add(1, Ordering::SeqCst);
-                let value = match path.as_str() {
-                    "instance-id" => Some("i-0abc1234def567890"),
-                    "placement/region" => Some("eu-central-1"),
-                    "local-ipv4" => Some("10.0.1.23"),
-                    "public-ipv4" => public_ip,
-                    _ => None,
-                };
-                match value {
-                    Some(v) => (StatusCode::OK, v.to_string()),
-                    None => (StatusCode::NOT_FOUND, String::new()),
-                }
-            }),
-        );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}/"), counts)
+/// Starts the fake IMDSv2 server with this test's addresses; returns its base URL and counters.
+async fn fake_imds(public_ip: Option<&'static str>) -> (String, Arc<ImdsCounts>) {
+    let mut values = vec![
+        ("instance-id", "i-0abc1234def567890"),
+        ("placement/region", "eu-central-1"),
+        ("local-ipv4", "10.0.1.23"),
+    ];
+    values.extend(public_ip.map(|ip| ("public-ipv4", ip)));
+    let imds = FakeImds::start(&values).await;
+    (imds.url.clone(), imds.counts.clone())
 }
 
 /// A mainnet config whose "reth" and "lighthouse" are scripts that record their arguments and, on

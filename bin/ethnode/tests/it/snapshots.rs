@@ -10,7 +10,13 @@ use std::time::Duration;
 async fn deploy(moto: &Moto, dir: &Path, stack: &str) {
     let (vpc, subnet) = moto.network();
     let path = dir.join("stack.toml");
-    std::fs::write(&path, stack_config(stack, &vpc, &subnet)).unwrap();
+    // A reference whose key is a ${VAR}: the stack parameter holds the template, never the key.
+    std::fs::write(
+        &path,
+        stack_config(stack, &vpc, &subnet)
+            + "[monitor]\nreferences = [\"https://ref.example/v3/${REF_KEY}\"]\n",
+    )
+    .unwrap();
     let (code, out, err) = run_ethnode(
         dir,
         &[
@@ -136,7 +142,10 @@ async fn create_list_promote_prune_end_to_end() {
     );
     assert!(rows.iter().any(|r| r["block"] == json!(block)));
 
-    // promote --latest: the stack's ChainSnapshotId through a change set.
+    // promote --latest: the stack's chain-snapshot parameter; the stack itself is not updated, so nothing
+    // else about it can change (a change set that passed parameters back once wrote NoEcho's "****" into
+    // MonitorReferences).
+    let references_before = moto.stack_parameter(STACK, "MonitorReferences");
     let (code, out, err) = run_ethnode(
         node.dir.path(),
         &[
@@ -153,10 +162,39 @@ async fn create_list_promote_prune_end_to_end() {
     )
     .await;
     assert_eq!(code, 0, "{out}\n{err}");
-    let promoted = moto.stack_parameter(STACK, "ChainSnapshotId");
-    assert_eq!(promoted, second_id, "--latest promotes the newest");
-    // Everything else about the stack is as deployed.
+    assert_eq!(
+        moto.current_snapshot(STACK),
+        second_id,
+        "--latest promotes the newest"
+    );
+    let stack = moto.aws(&["cloudformation", "describe-stacks", "--stack-name", STACK]);
+    assert_eq!(stack["Stacks"][0]["StackStatus"], json!("CREATE_COMPLETE"));
+    assert_eq!(
+        moto.stack_parameter(STACK, "MonitorReferences"),
+        references_before
+    );
+    assert!(
+        references_before.contains("${REF_KEY}"),
+        "{references_before}"
+    );
     assert_eq!(moto.stack_parameter(STACK, "VolumeSize"), "2048");
+    // A pending or unknown snapshot is refused, and the current one stays.
+    let (code, _, err) = run_ethnode(
+        node.dir.path(),
+        &[
+            "snapshot",
+            "promote",
+            "snap-0123456789abcdef0",
+            "--yes",
+            "--config",
+            &cfg,
+        ],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("does not exist"), "{err}");
+    assert_eq!(moto.current_snapshot(STACK), second_id);
 
     // prune --keep 0: only the promoted one survives.
     let (code, out, err) = run_ethnode(
@@ -296,8 +334,8 @@ async fn automatic_mode_snapshots_after_readiness_promotes_and_prunes() {
         "an automatic snapshot promoted",
         Duration::from_secs(60),
         || async {
-            let id = moto.stack_parameter(STACK, "ChainSnapshotId");
-            (!id.is_empty()).then_some(id)
+            let id = moto.current_snapshot(STACK);
+            (id != "none").then_some(id)
         },
     )
     .await;
