@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Audit ethnode's CloudFormation template: every IAM policy through parliament, the template through checkov.
 
-Usage: .venv/bin/python scripts/audit_template.py [TEMPLATE] [--no-checkov] [--community-auditors] [--show-rendered]
+Usage: .venv-judges/bin/python scripts/audit_template.py [TEMPLATE] [--no-checkov] [--community-auditors] [--show-rendered]
 
-Needs parliament 1.6.x, checkov 3.x and cfn-lint 1.x in the same interpreter (see the venv).
+Needs parliament 1.6.x, checkov 3.x and cfn-lint 1.x in the same interpreter (.venv-judges, made by scripts/tools.sh).
 
 1. The template is read with cfn-lint's YAML decoder (short-form intrinsics parsed).
 2. Every IAM policy document (inline role policies, AWS::IAM::Policy, AWS::IAM::ManagedPolicy, and role trust

@@ -27,6 +27,10 @@ dimensions; a put replaces a filter of the same name. AWS::Logs::MetricFilter (s
 CloudFormation; moto answered ValidationError "No updates are to be performed." (UpdateStack's answer) once
 previous values compared equal.
 
+8. CompleteLifecycleAction (not implemented by moto: 500) completes a hook of the group for one of its
+instances, whose LifecycleState then reads Terminating:Proceed in DescribeAutoScalingInstances; an unknown
+hook or instance is a ValidationError, as in Auto Scaling.
+
 Otherwise this runs moto's own server unchanged: `python scripts/moto_server.py -H 127.0.0.1 -p PORT`.
 """
 
@@ -328,6 +332,28 @@ def _validate_unless_change_set(self, *args, **kwargs):
 
 
 _cfn_responses.CloudFormationResponse._validate_different_update = _validate_unless_change_set
+
+from moto.autoscaling import responses as _asg_responses
+from moto.autoscaling.exceptions import ValidationError as _AsgValidationError
+from moto.core.responses import EmptyResult as _EmptyResult
+
+
+def _complete_lifecycle_action(self):
+    backend = self.autoscaling_backend
+    group = self._get_param("AutoScalingGroupName")
+    hook = self._get_param("LifecycleHookName")
+    instance = self._get_param("InstanceId")
+    if f"{group}_{hook}" not in backend.lifecycle_hooks:
+        raise _AsgValidationError(f"No Lifecycle Hook found with name {hook} for group {group}")
+    asg = backend.autoscaling_groups.get(group)
+    state = next((s for s in (asg.instance_states if asg else []) if s.instance.id == instance), None)
+    if state is None:
+        raise _AsgValidationError(f"No active Lifecycle Action found with instance ID {instance}")
+    state.lifecycle_state = "Terminating:Proceed"
+    return _EmptyResult()
+
+
+_asg_responses.AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
 
 if __name__ == "__main__":
     main()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real software the tests and the dev stack run against, into the project folder:
-#   .tools/  anvil and cast (npm)           .venv/  moto[server], awscli, cfn-lint, parliament, checkov, web3 (PyPI)
+#   .tools/  anvil and cast (npm)           .venv/  moto[server], awscli, cfn-lint, web3 (PyPI)
+#                                           .venv-judges/  parliament, checkov, cfn-lint (PyPI)
 # Idempotent and quick when everything is there. Usage: scripts/tools.sh [node|python|all]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,10 +23,15 @@ if [[ $what == node || $what == all ]]; then
 fi
 
 if [[ $what == python || $what == all ]]; then
-  if [[ ! -x .venv/bin/moto_server || ! -x .venv/bin/aws || ! -x .venv/bin/cfn-lint || ! -x .venv/bin/parliament || ! -x .venv/bin/checkov ]]; then
+  if [[ ! -x .venv/bin/moto_server || ! -x .venv/bin/aws || ! -x .venv/bin/cfn-lint ]]; then
     need python3 "install Python 3.10+ (Debian: apt-get install python3 python3-venv)"
-    echo "installing moto[server], awscli, cfn-lint, parliament, checkov, web3 into .venv/ ..."
+    echo "installing moto[server], awscli, cfn-lint, web3 into .venv/ ..."
     python3 -m venv .venv
     .venv/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-test.txt
+  fi
+  if [[ ! -x .venv-judges/bin/parliament || ! -x .venv-judges/bin/checkov ]]; then
+    echo "installing parliament, checkov, cfn-lint into .venv-judges/ ..."
+    python3 -m venv .venv-judges
+    .venv-judges/bin/pip install --quiet --disable-pip-version-check -r scripts/requirements-judges.txt
   fi
 fi

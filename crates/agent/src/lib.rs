@@ -9,6 +9,7 @@ mod api;
 mod dns;
 mod health;
 mod jwt;
+mod lifecycle;
 mod metrics;
 mod prewarm;
 mod snapshot;
@@ -164,6 +165,8 @@ pub struct AgentHandle {
     gave_up: tokio::sync::mpsc::Receiver<()>,
     background: Vec<tokio::task::JoinHandle<()>>,
     dns: Option<dns::Registration>,
+    /// Fires when the Auto Scaling group is terminating this instance.
+    terminating: Option<tokio::sync::oneshot::Receiver<lifecycle::Termination>>,
 }
 
 /// Host facts plus the instance id, learned from config and (where needed) IMDSv2.
@@ -388,6 +391,7 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
         background.push(tokio::spawn(snapshot::auto(shared.clone())));
     }
     let dns = dns::Registration::start(&config, &facts, &shared).await;
+    let terminating = lifecycle::watch(&config, shared.host.instance_id.clone(), &mut background);
     tracing::info!(rpc = %endpoints.rpc, ws = %endpoints.ws, agent = %endpoints.agent, "agent started");
     Ok(AgentHandle {
         shared,
@@ -395,6 +399,7 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
         gave_up,
         background,
         dns,
+        terminating,
     })
 }
 
@@ -417,9 +422,21 @@ impl AgentHandle {
 
     /// Runs until `shutdown` resolves or a client gives up, then stops everything in order.
     pub async fn run_until(mut self, shutdown: impl Future<Output = ()>) -> Exit {
+        tokio::pin!(shutdown);
+        let terminating = async {
+            match self.terminating.take() {
+                Some(rx) => rx.await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let mut termination = None;
         tokio::select! {
-            _ = shutdown => tracing::info!("shutdown requested"),
+            _ = &mut shutdown => tracing::info!("shutdown requested"),
             _ = self.gave_up.recv() => tracing::error!("a client gave up; stopping the node"),
+            Some(t) = terminating => {
+                tracing::warn!("the Auto Scaling group is terminating this instance: stopping gracefully");
+                termination = Some(t);
+            }
         }
         self.shared.stopping.store(true, Ordering::Relaxed);
         // Out of DNS first, so that callers move to another node before the clients go down.
@@ -453,6 +470,13 @@ impl AgentHandle {
         }
         for task in self.background {
             task.abort();
+        }
+        if let Some(t) = termination {
+            // Let the group go on only now that the node is out of DNS and its clients are down; then stay
+            // up (idle) until ECS stops the task, so that the daemon scheduler does not start the clients
+            // again on an instance that is going away.
+            t.complete().await;
+            shutdown.await;
         }
         tracing::info!(?exit, "agent stopped");
         exit

@@ -68,6 +68,23 @@ pub async fn instance_facts(timeout: Duration) -> Result<InstanceFacts, Metadata
     })
 }
 
+/// The Auto Scaling target lifecycle state (`InService`, `Terminated`, …) from instance metadata, or
+/// `None` when the instance is not in a group ("Retrieve the target lifecycle state through instance
+/// metadata", EC2 Auto Scaling user guide: Auto Scaling updates it when it decides to terminate).
+pub async fn target_lifecycle_state(timeout: Duration) -> Result<Option<String>, MetadataError> {
+    let client = Client::builder()
+        .connect_timeout(timeout)
+        .read_timeout(timeout)
+        .operation_timeout(timeout * 3)
+        .max_attempts(2)
+        .build();
+    get(
+        &client,
+        "/latest/meta-data/autoscaling/target-lifecycle-state",
+    )
+    .await
+}
+
 async fn get(client: &Client, path: &'static str) -> Result<Option<String>, MetadataError> {
     match client.get(path).await {
         Ok(v) => Ok(Some(v.as_ref().trim().to_owned())),

@@ -22,7 +22,7 @@ pub use cloudwatch::{CloudWatch, Datum};
 pub use ec2::{Ec2, Instance, Snapshot, Volume};
 pub use ecr::{Ecr, RegistryLogin};
 pub use error::AwsError;
-pub use imds::{InstanceFacts, MetadataError, instance_facts};
+pub use imds::{InstanceFacts, MetadataError, instance_facts, target_lifecycle_state};
 pub use route53::{Dns, DnsError, DnsRecord};
 pub use ssm::Ssm;
 

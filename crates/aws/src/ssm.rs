@@ -1,10 +1,8 @@
-//! SSM Parameter Store: the stack's current chain snapshot (a String parameter) and the API keys of
-//! reference providers (SecureString parameters, decrypted with the AWS managed key `aws/ssm`).
+//! SSM Parameter Store: the stack's current chain snapshot (a String parameter the stack creates).
 
 use crate::AwsError;
 use aws_config::SdkConfig;
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::ParameterType;
 
 const SERVICE: &str = "ssm";
 
@@ -22,16 +20,9 @@ impl Ssm {
         }
     }
 
-    /// A parameter's value (SecureStrings decrypted), or `None` when it does not exist.
+    /// A parameter's value, or `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<String>, AwsError> {
-        match self
-            .client
-            .get_parameter()
-            .name(name)
-            .with_decryption(true)
-            .send()
-            .await
-        {
+        match self.client.get_parameter().name(name).send().await {
             Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_owned)),
             Err(e) => {
                 let err = AwsError::sdk(SERVICE, "GetParameter", e);
@@ -51,21 +42,6 @@ impl Ssm {
             .name(name)
             .value(value)
             .overwrite(true)
-            .send()
-            .await
-            .map_err(|e| AwsError::sdk(SERVICE, "PutParameter", e))?;
-        Ok(())
-    }
-
-    /// Creates or overwrites a SecureString (encrypted with the account's `aws/ssm` key).
-    pub async fn put_secret(&self, name: &str, value: &str) -> Result<(), AwsError> {
-        self.client
-            .put_parameter()
-            .name(name)
-            .value(value)
-            .r#type(ParameterType::SecureString)
-            .overwrite(true)
-            .description("ethnode: a reference provider's key, read at run time")
             .send()
             .await
             .map_err(|e| AwsError::sdk(SERVICE, "PutParameter", e))?;

@@ -272,9 +272,6 @@ pub struct AwsSection {
     pub region: Option<String>,
     /// CloudFormation stack name.
     pub stack_name: Option<String>,
-    /// SSM path holding the values of `${VAR}` as SecureStrings (`<prefix>/VAR`), read when the variable
-    /// is not in the environment; the stack sets `/ethnode/<stack>/secrets` for its agents and Lambda.
-    pub secrets_prefix: Option<String>,
 }
 
 /// `[readiness]`

@@ -19,11 +19,6 @@ pub fn snapshot_parameter(stack: &str) -> String {
     format!("/ethnode/{stack}/chain-snapshot-id")
 }
 
-/// The SSM path under which the stack's secrets (`${VAR}` values) are stored as SecureStrings.
-pub fn secrets_prefix(stack: &str) -> String {
-    format!("/ethnode/{stack}/secrets")
-}
-
 /// The stack name for a config: `aws.stack_name`, else `ethnode-<network>`.
 pub fn stack_name(config: &ethnode_config::Config) -> String {
     config

@@ -150,3 +150,106 @@ async fn giving_up_logs_the_json_line_the_stacks_metric_filter_selects() {
     assert_eq!(hits[0]["stack"], "ethnode-json");
     assert_eq!(hits[0]["level"], "ERROR");
 }
+
+/// Scale-in: the group marks the instance Terminated in instance metadata (fake IMDSv2) and waits on its
+/// lifecycle hook (moto); the agent stops the node gracefully, completes the action, and stays up idle
+/// (so ECS does not restart the clients) until it gets SIGTERM.
+#[tokio::test]
+async fn scale_in_stops_the_node_gracefully_then_completes_the_lifecycle_action() {
+    let moto = Moto::start().await;
+    moto.aws(&[
+        "ec2",
+        "create-launch-template",
+        "--launch-template-name",
+        "nodes-lt",
+        "--launch-template-data",
+        r#"{"ImageId":"ami-12c6146b","InstanceType":"t3.micro"}"#,
+    ]);
+    moto.aws(&[
+        "autoscaling",
+        "create-auto-scaling-group",
+        "--auto-scaling-group-name",
+        "nodes",
+        "--launch-template",
+        "LaunchTemplateName=nodes-lt",
+        "--min-size",
+        "1",
+        "--max-size",
+        "1",
+        "--availability-zones",
+        "us-east-1a",
+    ]);
+    moto.aws(&[
+        "autoscaling",
+        "put-lifecycle-hook",
+        "--auto-scaling-group-name",
+        "nodes",
+        "--lifecycle-hook-name",
+        "ethnode-graceful-stop",
+        "--lifecycle-transition",
+        "autoscaling:EC2_INSTANCE_TERMINATING",
+        "--heartbeat-timeout",
+        "600",
+    ]);
+    let instance = moto.aws_text(&[
+        "autoscaling",
+        "describe-auto-scaling-groups",
+        "--auto-scaling-group-names",
+        "nodes",
+        "--query",
+        "AutoScalingGroups[0].Instances[0].InstanceId",
+    ]);
+    let lifecycle_state = || {
+        moto.aws_text(&[
+            "autoscaling",
+            "describe-auto-scaling-instances",
+            "--instance-ids",
+            &instance,
+            "--query",
+            "AutoScalingInstances[0].LifecycleState",
+        ])
+    };
+    assert_eq!(lifecycle_state(), "InService");
+    let imds = FakeImds::start(&[("instance-id", &instance), ("local-ipv4", "127.0.0.1")]).await;
+
+    let node = DevNode::new("");
+    let mut env = moto.env();
+    env.extend([
+        ("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url.clone()),
+        (
+            "ETHNODE_AGENT_LIFECYCLE_HOOK",
+            "ethnode-graceful-stop".into(),
+        ),
+        ("ETHNODE_AGENT_AUTOSCALING_GROUP", "nodes".into()),
+        ("ETHNODE_AGENT_LIFECYCLE_POLL_SECS", "1".into()),
+        // The IMDS question at start (instance id) is only asked for a DNS name.
+        ("ETHNODE_DNS_NAME", "node.eth.internal".into()),
+    ]);
+    let mut agent = node.agent(&env);
+    let status = node.wait_ready(Duration::from_secs(30)).await;
+    assert_eq!(
+        status["host"]["instance_id"],
+        serde_json::json!(instance),
+        "{status}"
+    );
+    let anvil = status["clients"][0]["pid"].as_u64().unwrap() as u32;
+
+    imds.set("autoscaling/target-lifecycle-state", "Terminated");
+    wait_for(
+        "the lifecycle action completed",
+        Duration::from_secs(30),
+        || async { (lifecycle_state() == "Terminating:Proceed").then_some(()) },
+    )
+    .await;
+    // By then the client was stopped gracefully, and the agent is still there (idle, not ready).
+    assert!(!alive(anvil), "anvil still runs after the lifecycle action");
+    let log = agent.stderr_text();
+    assert!(log.contains("terminating this instance"), "{log}");
+    let (code, _) = get_json(&node.api("/health/ready"))
+        .await
+        .unwrap_or((0, serde_json::Value::Null));
+    assert_ne!(code, 200);
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = agent.wait(Duration::from_secs(20)).await;
+    assert_eq!(exit.code(), Some(0), "{}", agent.stderr_text());
+}

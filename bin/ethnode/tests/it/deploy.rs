@@ -591,7 +591,7 @@ async fn user_data_makes_the_chain_volume_from_the_current_snapshot() {
 /// and checkov on the whole template: `scripts/audit_template.py` exits 0 only when both pass.
 #[test]
 fn template_passes_parliament_and_checkov() {
-    let out = std::process::Command::new(tool("python"))
+    let out = std::process::Command::new(root().join(".venv-judges/bin/python"))
         .arg(root().join("scripts/audit_template.py"))
         .output()
         .unwrap();
@@ -632,7 +632,7 @@ fn template_audit_fails_on_policies_aws_would_not_match() {
         assert!(template.contains(from), "{what}: the template changed");
         let path = dir.path().join("t.yml");
         std::fs::write(&path, template.replacen(from, to, 1)).unwrap();
-        let out = std::process::Command::new(tool("python"))
+        let out = std::process::Command::new(root().join(".venv-judges/bin/python"))
             .arg(root().join("scripts/audit_template.py"))
             .arg(&path)
             .arg("--no-checkov")

@@ -501,12 +501,13 @@ pub struct ImdsCounts {
 
 /// A fake IMDSv2 server — no real EC2 metadata service can run here. It behaves like IMDSv2 in what
 /// matters: PUT for a token with a TTL header (echoed back), GETs only with that token, 404 for absent
-/// keys.
+/// keys. Values can change while it runs (e.g. `autoscaling/target-lifecycle-state`).
 pub struct FakeImds {
     /// `http://127.0.0.1:PORT/`
     pub url: String,
     /// Its counters.
     pub counts: std::sync::Arc<ImdsCounts>,
+    values: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, String>>>,
 }
 
 const IMDS_TOKEN: &str = "AQAEAFake-token==";
@@ -524,7 +525,7 @@ impl FakeImds {
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
                 .collect::<std::collections::HashMap<String, String>>(),
         ));
-        let (c1, c2, v) = (counts.clone(), counts.clone(), values);
+        let (c1, c2, v) = (counts.clone(), counts.clone(), values.clone());
         let app =
             axum::Router::new()
                 .route(
@@ -567,6 +568,15 @@ impl FakeImds {
         Self {
             url: format!("http://{addr}/"),
             counts,
+            values,
         }
+    }
+
+    /// Sets (or replaces) a value.
+    pub fn set(&self, path: &str, value: &str) {
+        self.values
+            .lock()
+            .unwrap()
+            .insert(path.to_owned(), value.to_owned());
     }
 }
