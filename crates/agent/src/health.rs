@@ -184,7 +184,9 @@ pub(crate) struct Checker {
 }
 
 fn provider(http: &reqwest::Client, url: &str) -> Result<RootProvider, String> {
-    let url = url.parse().map_err(|e| format!("bad URL {url}: {e}"))?;
+    let url = url
+        .parse()
+        .map_err(|e| format!("bad URL {}: {e}", ethnode_config::redact_url(url)))?;
     let transport = Http::with_client(http.clone(), url);
     Ok(RootProvider::new(RpcClient::new(transport, false)))
 }
@@ -297,7 +299,12 @@ impl Checker {
         };
         let reference = async {
             let r = self.reference.as_ref()?;
-            Some(r.get_block_number().await.map_err(|e| e.to_string()))
+            // Transport errors quote the URL, key and all.
+            Some(
+                r.get_block_number()
+                    .await
+                    .map_err(|e| ethnode_config::redact_urls_in(&e.to_string())),
+            )
         };
         let (syncing, head, peers, consensus, reference_head) =
             tokio::join!(syncing, head, peers, consensus, reference);

@@ -313,7 +313,20 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
                 env: "ETHNODE_PORTS_AGENT".into(),
             })?;
 
-    let mut checker = health::Checker::new(&config).map_err(AgentError::Health)?;
+    // The checker gets the reference URL with ${VAR} filled in (environment, else the stack's
+    // SecureStrings); everything the agent shows keeps the template.
+    let mut checker_config = config.clone();
+    if let Some(url) = &config.readiness.reference_rpc {
+        let expanded = ethnode_fleet::expand_secrets(
+            std::slice::from_ref(url),
+            config.aws.secrets_prefix.as_deref(),
+            config.aws.region.as_deref(),
+        )
+        .await
+        .map_err(|e| AgentError::Health(format!("readiness.reference_rpc: {e}")))?;
+        checker_config.readiness.reference_rpc = expanded.into_iter().next();
+    }
+    let mut checker = health::Checker::new(&checker_config).map_err(AgentError::Health)?;
     let a = &config.agent;
     let policy = Policy {
         initial: Duration::from_millis(a.restart_initial_ms),

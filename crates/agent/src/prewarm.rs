@@ -181,8 +181,17 @@ pub fn prewarm_dir(
 }
 
 /// The agent's pre-warm task: the data dir, once, at start.
+/// Written in the data dir once a pre-warm read everything without error. The stack's user data deletes it
+/// when it makes a volume from a snapshot, so each restored volume is read once, not at every agent start.
+pub(crate) const MARKER: &str = ".ethnode-prewarmed";
+
 pub(crate) async fn run(shared: Arc<Shared>) {
     let dir = shared.config.node.data_dir.clone();
+    let marker = dir.join(MARKER);
+    if marker.exists() {
+        tracing::info!(marker = %marker.display(), "chain data already pre-warmed; not reading it again");
+        return;
+    }
     let p = Prewarm {
         parallelism: shared.config.snapshot.prewarm_parallelism,
         block: shared.config.snapshot.prewarm_block_kib * 1024,
@@ -191,13 +200,20 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let sh = shared.clone();
     let result = tokio::task::spawn_blocking(move || prewarm_dir(&dir, p, &sh.prewarm)).await;
     match result {
-        Ok(r) => tracing::info!(
-            bytes = r.bytes_done,
-            files = r.files,
-            mb_per_sec = format!("{:.1}", r.mb_per_sec),
-            errors = r.errors,
-            "pre-warm done"
-        ),
+        Ok(r) => {
+            tracing::info!(
+                bytes = r.bytes_done,
+                files = r.files,
+                mb_per_sec = format!("{:.1}", r.mb_per_sec),
+                errors = r.errors,
+                "pre-warm done"
+            );
+            if r.errors == 0
+                && let Err(e) = std::fs::write(&marker, b"")
+            {
+                tracing::warn!(error = %e, "could not write the pre-warm marker; the next start reads again");
+            }
+        }
         Err(e) => tracing::error!(error = %e, "pre-warm task failed"),
     }
 }

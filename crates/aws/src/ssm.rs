@@ -1,8 +1,10 @@
-//! SSM Parameter Store: the stack's current chain snapshot (a String parameter the stack creates).
+//! SSM Parameter Store: the stack's current chain snapshot (a String parameter the stack creates) and the
+//! API keys of reference providers (SecureStrings, encrypted with the AWS managed key `aws/ssm`).
 
 use crate::AwsError;
 use aws_config::SdkConfig;
 use aws_sdk_ssm::Client;
+use aws_sdk_ssm::types::ParameterType;
 
 const SERVICE: &str = "ssm";
 
@@ -20,9 +22,16 @@ impl Ssm {
         }
     }
 
-    /// A parameter's value, or `None` when it does not exist.
+    /// A parameter's value (SecureStrings decrypted), or `None` when it does not exist.
     pub async fn get(&self, name: &str) -> Result<Option<String>, AwsError> {
-        match self.client.get_parameter().name(name).send().await {
+        match self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await
+        {
             Ok(out) => Ok(out.parameter().and_then(|p| p.value()).map(str::to_owned)),
             Err(e) => {
                 let err = AwsError::sdk(SERVICE, "GetParameter", e);
@@ -42,6 +51,21 @@ impl Ssm {
             .name(name)
             .value(value)
             .overwrite(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "PutParameter", e))?;
+        Ok(())
+    }
+
+    /// Creates or overwrites a SecureString (encrypted with the account's `aws/ssm` key).
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<(), AwsError> {
+        self.client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::SecureString)
+            .overwrite(true)
+            .description("ethnode: a value of ${VAR} in a reference URL, read at run time")
             .send()
             .await
             .map_err(|e| AwsError::sdk(SERVICE, "PutParameter", e))?;

@@ -102,6 +102,41 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Every URL in a free text (an error message, say) redacted with [`redact_url`]: transport errors quote
+/// the URL they failed on, key and all.
+pub fn redact_urls_in(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = ["http://", "https://", "ws://", "wss://"]
+        .iter()
+        .filter_map(|s| rest.find(s))
+        .min()
+    {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find(|c: char| c.is_whitespace() || matches!(c, ')' | '"' | '\'' | '>' | ','))
+            .map_or(rest.len(), |e| start + e);
+        out.push_str(&redact_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The names of the `${VAR}`s in a text, in order of appearance.
+pub fn env_vars(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        let Some(end) = rest[start + 2..].find('}') else {
+            break;
+        };
+        names.push(rest[start + 2..start + 2 + end].to_owned());
+        rest = &rest[start + 3 + end..];
+    }
+    names
+}
+
 /// Replaces `${VAR}` with the environment variable's value (empty when unset).
 pub fn expand_env(text: &str, vars: &dyn Fn(&str) -> Option<String>) -> String {
     let mut out = String::new();

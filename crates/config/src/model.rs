@@ -272,6 +272,9 @@ pub struct AwsSection {
     pub region: Option<String>,
     /// CloudFormation stack name.
     pub stack_name: Option<String>,
+    /// SSM path holding `${VAR}` values as SecureStrings (`<prefix>/VAR`), read when VAR is not in the
+    /// environment; the stack sets `/ethnode/<stack>/secrets` for its agents and its Lambda.
+    pub secrets_prefix: Option<String>,
 }
 
 /// `[readiness]`

@@ -306,3 +306,19 @@ fn env_references_are_expanded() {
     assert_eq!(expand_env("https://x/${MISSING}/y", &vars), "https://x//y");
     assert_eq!(expand_env("no vars", &vars), "no vars");
 }
+
+#[test]
+fn variables_are_listed_and_urls_in_messages_redacted() {
+    assert_eq!(
+        crate::env_vars("https://a/v3/${INFURA_KEY}?x=${B}&y=${unclosed"),
+        vec!["INFURA_KEY".to_string(), "B".to_string()]
+    );
+    let msg =
+        "error sending request for url (https://mainnet.infura.io/v3/0123456789abcdef): timed out";
+    let redacted = crate::redact_urls_in(msg);
+    assert_eq!(
+        redacted,
+        "error sending request for url (https://mainnet.infura.io/…): timed out"
+    );
+    assert_eq!(crate::redact_urls_in("no url here"), "no url here");
+}

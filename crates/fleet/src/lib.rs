@@ -5,9 +5,14 @@
 //! (`/ethnode/<stack>/chain-snapshot-id`); each new instance reads it at first boot to create its chain
 //! volume. Promoting is one `PutParameter`: no stack update, so a node needs no rights over CloudFormation,
 //! launch templates, Auto Scaling or IAM to promote.
+//!
+//! The values of `${VAR}` in reference URLs (API keys) are the stack's too: SSM SecureStrings under
+//! `/ethnode/<stack>/secrets/`, written by `ethnode deploy`, read at run time where the environment lacks them.
 
+mod secrets;
 mod snapshots;
 
+pub use secrets::{expand_secrets, secrets_prefix, store_secrets};
 pub use snapshots::{SnapshotRow, prune_plan, snapshot_rows};
 
 use ethnode_aws::{AwsError, Ec2, Snapshot, Ssm};
@@ -48,6 +53,9 @@ pub enum FleetError {
         /// Its state.
         state: String,
     },
+    /// A `${VAR}` has no value anywhere.
+    #[error("{0}")]
+    MissingSecret(String),
     /// The snapshot did not complete in time.
     #[error("snapshot {id} still {state} after {secs}s")]
     Timeout {

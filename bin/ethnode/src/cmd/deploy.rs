@@ -48,6 +48,17 @@ impl DeployArgs {
             ),
             _ => {}
         }
+        // Keys of reference providers: SecureStrings the Lambda reads at run time, never stack parameters.
+        let prefix = ethnode_fleet::secrets_prefix(stack);
+        let stored = ethnode_fleet::store_secrets(
+            &ethnode_aws::Ssm::new(&ctx.sdk),
+            &prefix,
+            &ctx.config.monitor.references,
+        )
+        .await?;
+        for name in &stored {
+            println!("Stored {name} (SecureString) from your environment.");
+        }
         let current_snapshot = existing
             .as_ref()
             .and_then(|s| s.parameter("ChainSnapshotId"));

@@ -3,7 +3,7 @@
 
 use super::{Globals, config_failure, shutdown_signal};
 use clap::{Args, Subcommand};
-use ethnode_config::{Config, expand_env, redact_url};
+use ethnode_config::{Config, redact_url};
 use ethnode_monitor::{Monitor, RoundResult, Sinks, render_chart, summarize};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,12 +76,17 @@ async fn endpoints(
     extra_nodes: &[String],
     extra_refs: &[String],
 ) -> anyhow::Result<(Vec<String>, Vec<String>)> {
-    let env = |k: &str| std::env::var(k).ok();
-    let expand = |v: &[String]| v.iter().map(|u| expand_env(u, &env)).collect::<Vec<_>>();
-    let mut nodes = expand(&config.monitor.nodes);
-    nodes.extend(expand(extra_nodes));
-    let mut refs = expand(&config.monitor.references);
-    refs.extend(expand(extra_refs));
+    // ${VAR}: the environment, else the stack's SecureStrings (aws.secrets_prefix; set in the Lambda).
+    let expand = async |v: Vec<String>| {
+        ethnode_fleet::expand_secrets(
+            &v,
+            config.aws.secrets_prefix.as_deref(),
+            config.aws.region.as_deref(),
+        )
+        .await
+    };
+    let mut nodes = expand([config.monitor.nodes.clone(), extra_nodes.to_vec()].concat()).await?;
+    let refs = expand([config.monitor.references.clone(), extra_refs.to_vec()].concat()).await?;
     if nodes.is_empty()
         && let Some(name) = &config.dns.name
     {

@@ -103,16 +103,27 @@ impl StatusArgs {
                     .map(|ip| format!("http://{ip}:{}/", ctx.config.ports.http))
                     .collect();
             }
-            let env = |k: &str| std::env::var(k).ok();
-            let expand = |v: &[String]| {
-                v.iter()
-                    .map(|u| ethnode_config::expand_env(u, &env))
-                    .collect::<Vec<_>>()
-            };
-            let refs = expand(&ctx.config.monitor.references);
-            let urls = expand(&urls);
-            match ethnode_monitor::Monitor::new(ctx.config.monitor.clone(), &urls, &refs) {
-                Ok(mut m) if !urls.is_empty() => Some(m.round().await),
+            let refs = ethnode_fleet::expand_secrets(
+                &ctx.config.monitor.references,
+                Some(
+                    ctx.config
+                        .aws
+                        .secrets_prefix
+                        .clone()
+                        .unwrap_or_else(|| ethnode_fleet::secrets_prefix(&ctx.stack))
+                        .as_str(),
+                ),
+                ctx.config.aws.region.as_deref(),
+            )
+            .await;
+            match refs
+                .map(|refs| ethnode_monitor::Monitor::new(ctx.config.monitor.clone(), &urls, &refs))
+            {
+                Ok(Ok(mut m)) if !urls.is_empty() => Some(m.round().await),
+                Err(e) => {
+                    eprintln!("warning: no lag line: {e}");
+                    None
+                }
                 _ => None,
             }
         };

@@ -14,4 +14,5 @@ mod imds;
 mod monitor;
 mod readiness;
 mod route53;
+mod secrets;
 mod snapshots;

@@ -108,3 +108,152 @@ async fn a_name_without_a_zone_is_reported_not_registered() {
     let error = status["dns"]["error"].as_str().unwrap_or_default();
     assert!(error.contains("dns.hosted_zone_id is not"), "{status}");
 }
+
+/// Puts a multivalue A record for `id` at `name`.
+fn plant(moto: &Moto, zone: &str, name: &str, id: &str, ip: &str) {
+    let batch = json!({"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+        "Name": name, "Type": "A", "SetIdentifier": id, "MultiValueAnswer": true, "TTL": 30,
+        "ResourceRecords": [{"Value": ip}]}}]});
+    moto.aws(&[
+        "route53",
+        "change-resource-record-sets",
+        "--hosted-zone-id",
+        zone,
+        "--change-batch",
+        &batch.to_string(),
+    ]);
+}
+
+/// The set identifiers at `name`, sorted.
+fn ids_at(moto: &Moto, zone: &str, name: &str) -> Vec<String> {
+    let mut ids: Vec<String> = a_records(moto, zone, name)
+        .iter()
+        .map(|r| r["SetIdentifier"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn run_instance(moto: &Moto) -> String {
+    moto.aws_text(&[
+        "ec2",
+        "run-instances",
+        "--image-id",
+        "ami-12c6146b",
+        "--instance-type",
+        "t3.micro",
+        "--query",
+        "Instances[0].InstanceId",
+    ])
+}
+
+/// A reference chain `ahead` blocks long on `port`: with it, the node is behind (not ready).
+async fn reference(port: u16, ahead: u64) -> std::process::Child {
+    let child = std::process::Command::new(tool("anvil"))
+        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for("reference anvil", Duration::from_secs(20), || async {
+        rpc(&url, "anvil_mine", json!([format!("{ahead:#x}")]))
+            .await
+            .map(|_| ())
+    })
+    .await;
+    child
+}
+
+/// Published only while ready; withdrawn when not ready unless it is the name's last record; and the
+/// records of instances that no longer run (terminated, or unknown to EC2) are swept by any live node.
+#[tokio::test]
+async fn publishes_when_ready_withdraws_unless_last_and_sweeps_dead_nodes() {
+    const NAME: &str = "mainnet.eth.internal.";
+    let moto = Moto::start().await;
+    let zone = moto.aws(&[
+        "route53",
+        "create-hosted-zone",
+        "--name",
+        "eth.internal",
+        "--caller-reference",
+        "ethnode-sweep",
+    ])["HostedZone"]["Id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let own = run_instance(&moto);
+    let live = run_instance(&moto);
+    let dead = run_instance(&moto);
+    moto.aws(&["ec2", "terminate-instances", "--instance-ids", &dead]);
+    let unknown = "i-0000000000000dead".to_string();
+    plant(&moto, &zone, NAME, &live, "10.0.0.2");
+    plant(&moto, &zone, NAME, &dead, "10.0.0.3");
+    plant(&moto, &zone, NAME, &unknown, "10.0.0.4");
+
+    let imds = FakeImds::start(&[("instance-id", &own), ("local-ipv4", "10.0.0.9")]).await;
+    let ref_port = free_port();
+    let mut behind = reference(ref_port, 100).await;
+    let node = DevNode::new(&format!(
+        "[dns]\nname = \"mainnet.eth.internal\"\nhosted_zone_id = \"{}\"\nunready_grace_secs = 1\nsweep_secs = 1\n",
+        zone.trim_start_matches("/hostedzone/")
+    ));
+    let mut env = moto.env();
+    env.push(("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url.clone()));
+    env.push((
+        "ETHNODE_READINESS_REFERENCE_RPC",
+        format!("http://127.0.0.1:{ref_port}"),
+    ));
+    let _agent = node.agent(&env);
+
+    // Not ready (100 blocks behind): the dead records are swept, ours is not published.
+    let status = wait_for("dead records swept", Duration::from_secs(30), || async {
+        let (_, s) = get_json(&node.api("/status")).await?;
+        (s["dns"]["swept"] == json!(2)).then_some(s)
+    })
+    .await;
+    assert_eq!(status["ready"], json!(false));
+    assert_eq!(status["dns"]["registered"], json!(false), "{status}");
+    assert_eq!(ids_at(&moto, &zone, NAME), vec![live.clone()]);
+
+    // The reference goes away (a failing reference says nothing about us): ready, so published.
+    let _ = behind.kill();
+    let _ = behind.wait();
+    wait_for("published once ready", Duration::from_secs(30), || async {
+        let (_, s) = get_json(&node.api("/status")).await?;
+        (s["dns"]["registered"] == json!(true)).then_some(())
+    })
+    .await;
+    let mut both = vec![live.clone(), own.clone()];
+    both.sort();
+    assert_eq!(ids_at(&moto, &zone, NAME), both);
+
+    // Not ready again while it is the name's last record: kept (an answer beats none).
+    moto.aws(&["ec2", "terminate-instances", "--instance-ids", &live]);
+    wait_for("the other node swept", Duration::from_secs(30), || async {
+        (ids_at(&moto, &zone, NAME) == vec![own.clone()]).then_some(())
+    })
+    .await;
+    let mut behind = reference(ref_port, 100).await;
+    let status = wait_for("kept as last record", Duration::from_secs(30), || async {
+        let (_, s) = get_json(&node.api("/status")).await?;
+        s["dns"]["note"]
+            .as_str()?
+            .contains("last record")
+            .then_some(s)
+    })
+    .await;
+    assert_eq!(status["dns"]["registered"], json!(true));
+    assert_eq!(ids_at(&moto, &zone, NAME), vec![own.clone()]);
+
+    // Another node appears: now the not-ready one is withdrawn.
+    let other = run_instance(&moto);
+    plant(&moto, &zone, NAME, &other, "10.0.0.5");
+    wait_for("withdrawn", Duration::from_secs(30), || async {
+        let (_, s) = get_json(&node.api("/status")).await?;
+        (s["dns"]["registered"] == json!(false)).then_some(())
+    })
+    .await;
+    assert_eq!(ids_at(&moto, &zone, NAME), vec![other]);
+    let _ = behind.kill();
+    let _ = behind.wait();
+}

@@ -450,4 +450,20 @@ async fn agent_prewarms_its_data_dir_and_reports_progress_in_status() {
     assert_eq!(prewarm["bytes_done"], prewarm["bytes_total"]);
     assert_eq!(prewarm["errors"], json!(0));
     assert!(prewarm["mb_per_sec"].as_f64().unwrap() > 0.0);
+
+    // Once per volume: the marker is written, and the next start reads nothing.
+    let marker = node.dir.path().join("data/.ethnode-prewarmed");
+    wait_for("the pre-warm marker", Duration::from_secs(10), || async {
+        marker.exists().then_some(())
+    })
+    .await;
+    drop(_agent);
+    let again = node.agent(&[]);
+    let status = node.wait_ready(Duration::from_secs(30)).await;
+    assert!(status["prewarm"].is_null(), "{status}");
+    assert!(
+        again.stderr_text().contains("already pre-warmed"),
+        "{}",
+        again.stderr_text()
+    );
 }
