@@ -115,6 +115,94 @@ impl Dns {
         Ok(out)
     }
 
+    /// Deletes every record set of the zone but its own NS and SOA, so that the zone can be deleted
+    /// (Route53 refuses to delete a zone with other records: HostedZoneNotEmpty). Returns how many.
+    pub async fn purge_zone(&self, zone: &str) -> Result<usize, DnsError> {
+        let fail = |message: String| DnsError {
+            action: "PURGE",
+            name: String::new(),
+            zone: zone.to_owned(),
+            message,
+        };
+        let zone_id = zone.trim_start_matches("/hostedzone/");
+        let apex = self
+            .client
+            .get_hosted_zone()
+            .id(zone_id)
+            .send()
+            .await
+            .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?
+            .hosted_zone()
+            .map(|z| z.name().to_owned())
+            .unwrap_or_default();
+        let mut doomed = Vec::new();
+        let mut start: Option<(String, RrType, Option<String>)> = None;
+        loop {
+            let mut req = self
+                .client
+                .list_resource_record_sets()
+                .hosted_zone_id(zone_id);
+            if let Some((name, rtype, id)) = start.take() {
+                req = req
+                    .start_record_name(name)
+                    .start_record_type(rtype)
+                    .set_start_record_identifier(id);
+            }
+            let page = req
+                .send()
+                .await
+                .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+            for set in page.resource_record_sets() {
+                let apex_ns_soa = set
+                    .name()
+                    .trim_end_matches('.')
+                    .eq_ignore_ascii_case(apex.trim_end_matches('.'))
+                    && matches!(set.r#type(), RrType::Ns | RrType::Soa);
+                if !apex_ns_soa {
+                    doomed.push(set.clone());
+                }
+            }
+            match (page.is_truncated(), page.next_record_name()) {
+                (true, Some(name)) => {
+                    start = Some((
+                        name.to_owned(),
+                        page.next_record_type().cloned().unwrap_or(RrType::A),
+                        page.next_record_identifier().map(str::to_owned),
+                    ))
+                }
+                _ => break,
+            }
+        }
+        let count = doomed.len();
+        // At most 1,000 changes per batch (Route53 quotas); far more than a stack ever has.
+        for chunk in doomed.chunks(500) {
+            let changes = chunk
+                .iter()
+                .map(|set| {
+                    Change::builder()
+                        .action(ChangeAction::Delete)
+                        .resource_record_set(set.clone())
+                        .build()
+                        .map_err(|e| fail(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .change_resource_record_sets()
+                .hosted_zone_id(zone_id)
+                .change_batch(
+                    ChangeBatch::builder()
+                        .comment("ethnode destroy: empty the zone")
+                        .set_changes(Some(changes))
+                        .build()
+                        .map_err(|e| fail(e.to_string()))?,
+                )
+                .send()
+                .await
+                .map_err(|e| fail(DisplayErrorContext(&e).to_string()))?;
+        }
+        Ok(count)
+    }
+
     /// Deletes the record; one that is already gone counts as deleted.
     pub async fn delete(&self, record: &DnsRecord) -> Result<(), DnsError> {
         match self.change(ChangeAction::Delete, record).await {

@@ -84,12 +84,29 @@ impl DestroyArgs {
             }
         }
 
-        let seen = seen_events(&cfn, stack).await;
-        cfn.delete_stack(stack).await?;
-        let outcome = follow(&cfn, stack, 0, seen, &self.stack).await?;
-        if !outcome.succeeded() {
-            print_failures(&outcome);
-            return Ok(ExitCode::FAILURE);
+        // Records of nodes that died without a graceful stop would make the zone's deletion fail
+        // (HostedZoneNotEmpty) and the stack end DELETE_FAILED: empty the zone first, and once more if
+        // a node still registered while the stack was going away.
+        let dns = ethnode_aws::Dns::new(&ctx.sdk);
+        let zone = info.output("HostedZoneId").map(str::to_owned);
+        for attempt in 1..=2 {
+            if let Some(zone) = &zone {
+                let n = dns.purge_zone(zone).await?;
+                if n > 0 {
+                    println!("  removed {n} record(s) from hosted zone {zone}");
+                }
+            }
+            let seen = seen_events(&cfn, stack).await;
+            cfn.delete_stack(stack).await?;
+            let outcome = follow(&cfn, stack, 0, seen, &self.stack).await?;
+            if outcome.succeeded() {
+                break;
+            }
+            if attempt == 2 || zone.is_none() {
+                print_failures(&outcome);
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("  deletion failed; emptying the zone again and retrying once");
         }
         println!("Stack {stack} deleted.");
         Ok(ExitCode::SUCCESS)

@@ -270,6 +270,19 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
         "--device",
         "/dev/sdh",
     ]);
+    // A node that died without a graceful stop left its record: the zone must still go.
+    let zone = physical_id(&moto, "HostedZone");
+    let batch = json!({"Changes": [{"Action": "UPSERT", "ResourceRecordSet": {
+        "Name": "mainnet.eth.internal.", "Type": "A", "SetIdentifier": "i-0deaddeaddeaddead",
+        "MultiValueAnswer": true, "TTL": 60, "ResourceRecords": [{"Value": "10.0.1.9"}]}}]});
+    moto.aws(&[
+        "route53",
+        "change-resource-record-sets",
+        "--hosted-zone-id",
+        &zone,
+        "--change-batch",
+        &batch.to_string(),
+    ]);
     let (code, out, err) = ethnode_with(
         dir.path(),
         &moto,
@@ -300,6 +313,24 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     assert!(
         !gone.status.success() && String::from_utf8_lossy(&gone.stderr).contains("does not exist")
     );
+    assert!(out.contains("removed 1 record(s)"), "{out}");
+    // Emptied to its NS and SOA before the stack went, as Route53 requires to delete a zone
+    // (HostedZoneNotEmpty otherwise). moto's CloudFormation does not delete hosted zones at all, so the
+    // zone's deletion itself is for a real AWS run to show.
+    let left = moto.aws(&[
+        "route53",
+        "list-resource-record-sets",
+        "--hosted-zone-id",
+        &zone,
+    ]);
+    let mut types: Vec<&str> = left["ResourceRecordSets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["Type"].as_str().unwrap())
+        .collect();
+    types.sort();
+    assert_eq!(types, vec!["NS", "SOA"], "{left}");
 }
 
 #[tokio::test]
