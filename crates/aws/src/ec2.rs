@@ -108,6 +108,22 @@ fn snapshot_of(s: &aws_sdk_ec2::types::Snapshot) -> Snapshot {
     }
 }
 
+/// A subnet, as the preflight sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Subnet {
+    /// `subnet-…`
+    pub id: String,
+    /// Its VPC.
+    pub vpc_id: String,
+    /// Its availability zone.
+    pub zone: String,
+    /// Instances launched here get a public IPv4 by default.
+    pub map_public_ip: bool,
+    /// Where its default route (0.0.0.0/0) goes — `igw-…`, `nat-…`, `eni-…`, `i-…` — from its own route
+    /// table or, without one, the VPC's main table; `None` when it has no default route.
+    pub default_route: Option<String>,
+}
+
 /// EC2 client wrapper.
 #[derive(Debug, Clone)]
 pub struct Ec2 {
@@ -214,6 +230,153 @@ impl Ec2 {
             }
         }
         Ok(out)
+    }
+
+    /// The VPC's `enableDnsSupport` and `enableDnsHostnames`, or `None` when it does not exist.
+    pub async fn vpc_dns(&self, vpc: &str) -> Result<Option<(bool, bool)>, AwsError> {
+        use aws_sdk_ec2::types::VpcAttributeName;
+        let mut values = [false; 2];
+        for (i, attribute) in [
+            VpcAttributeName::EnableDnsSupport,
+            VpcAttributeName::EnableDnsHostnames,
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            match self
+                .client
+                .describe_vpc_attribute()
+                .vpc_id(vpc)
+                .attribute(attribute)
+                .send()
+                .await
+            {
+                Ok(out) => {
+                    values[i] = out
+                        .enable_dns_support()
+                        .or(out.enable_dns_hostnames())
+                        .and_then(|v| v.value())
+                        .unwrap_or(false);
+                }
+                Err(e) => {
+                    let err = AwsError::sdk(SERVICE, "DescribeVpcAttribute", e);
+                    if err.code.as_deref() == Some("InvalidVpcID.NotFound") {
+                        return Ok(None);
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(Some((values[0], values[1])))
+    }
+
+    /// The subnets among `ids` that exist, with where their default route goes.
+    pub async fn subnets(&self, ids: &[String]) -> Result<Vec<Subnet>, AwsError> {
+        let out = self
+            .client
+            .describe_subnets()
+            .filters(
+                Filter::builder()
+                    .name("subnet-id")
+                    .set_values(Some(ids.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "DescribeSubnets", e))?;
+        let mut subnets = Vec::new();
+        for s in out.subnets() {
+            let id = s.subnet_id().unwrap_or_default().to_owned();
+            let vpc_id = s.vpc_id().unwrap_or_default().to_owned();
+            let default_route = self.default_route(&id, &vpc_id).await?;
+            subnets.push(Subnet {
+                id,
+                vpc_id,
+                zone: s.availability_zone().unwrap_or_default().to_owned(),
+                map_public_ip: s.map_public_ip_on_launch().unwrap_or(false),
+                default_route,
+            });
+        }
+        Ok(subnets)
+    }
+
+    /// The target of the default route of `subnet`: its own route table, else the VPC's main one.
+    async fn default_route(&self, subnet: &str, vpc: &str) -> Result<Option<String>, AwsError> {
+        let mut tables = self
+            .client
+            .describe_route_tables()
+            .filters(
+                Filter::builder()
+                    .name("association.subnet-id")
+                    .values(subnet)
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "DescribeRouteTables", e))?
+            .route_tables()
+            .to_vec();
+        if tables.is_empty() {
+            tables = self
+                .client
+                .describe_route_tables()
+                .filters(Filter::builder().name("vpc-id").values(vpc).build())
+                .filters(
+                    Filter::builder()
+                        .name("association.main")
+                        .values("true")
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| AwsError::sdk(SERVICE, "DescribeRouteTables", e))?
+                .route_tables()
+                .to_vec();
+        }
+        Ok(tables
+            .iter()
+            .flat_map(|t| t.routes())
+            .find(|r| r.destination_cidr_block() == Some("0.0.0.0/0"))
+            .and_then(|r| {
+                r.gateway_id()
+                    .filter(|g| *g != "local")
+                    .or(r.nat_gateway_id())
+                    .or(r.network_interface_id())
+                    .or(r.instance_id())
+                    .map(str::to_owned)
+            }))
+    }
+
+    /// The availability zones among `zones` where `instance_type` is offered.
+    pub async fn offered_in(
+        &self,
+        instance_type: &str,
+        zones: &[String],
+    ) -> Result<Vec<String>, AwsError> {
+        let out = self
+            .client
+            .describe_instance_type_offerings()
+            .location_type(aws_sdk_ec2::types::LocationType::AvailabilityZone)
+            .filters(
+                Filter::builder()
+                    .name("instance-type")
+                    .values(instance_type)
+                    .build(),
+            )
+            .filters(
+                Filter::builder()
+                    .name("location")
+                    .set_values(Some(zones.to_vec()))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(|e| AwsError::sdk(SERVICE, "DescribeInstanceTypeOfferings", e))?;
+        Ok(out
+            .instance_type_offerings()
+            .iter()
+            .filter_map(|o| o.location().map(str::to_owned))
+            .collect())
     }
 
     /// Volumes carrying tag `key=value`.

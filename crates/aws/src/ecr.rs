@@ -115,4 +115,46 @@ impl Ecr {
             password: password.to_owned(),
         })
     }
+
+    /// The manifest of `repository:reference` (a tag, or a `sha256:` digest) and its media type, or
+    /// `None` when the image does not exist. Image indexes (multi-architecture) are accepted as such.
+    pub async fn image_manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<(String, String)>, AwsError> {
+        let id = if reference.starts_with("sha256:") {
+            aws_sdk_ecr::types::ImageIdentifier::builder().image_digest(reference)
+        } else {
+            aws_sdk_ecr::types::ImageIdentifier::builder().image_tag(reference)
+        }
+        .build();
+        let out = match self
+            .client
+            .batch_get_image()
+            .repository_name(repository)
+            .image_ids(id)
+            .accepted_media_types("application/vnd.oci.image.index.v1+json")
+            .accepted_media_types("application/vnd.docker.distribution.manifest.list.v2+json")
+            .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
+            .accepted_media_types("application/vnd.docker.distribution.manifest.v2+json")
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) => {
+                let err = AwsError::sdk(SERVICE, "BatchGetImage", e);
+                if err.code.as_deref() == Some("RepositoryNotFoundException") {
+                    return Ok(None);
+                }
+                return Err(err);
+            }
+        };
+        Ok(out.images().first().and_then(|i| {
+            Some((
+                i.image_manifest_media_type().unwrap_or_default().to_owned(),
+                i.image_manifest()?.to_owned(),
+            ))
+        }))
+    }
 }

@@ -19,7 +19,7 @@ mod ssm;
 pub use autoscaling::AutoScaling;
 pub use cloudformation::{Cfn, ChangeSetInfo, ResourceChange, StackEvent, StackInfo, StackOutput};
 pub use cloudwatch::{CloudWatch, Datum};
-pub use ec2::{Ec2, Instance, Snapshot, Volume};
+pub use ec2::{Ec2, Instance, Snapshot, Subnet, Volume};
 pub use ecr::{Ecr, RegistryLogin};
 pub use error::AwsError;
 pub use imds::{InstanceFacts, MetadataError, instance_facts, target_lifecycle_state};

@@ -3,11 +3,13 @@
 //! and the monthly cost model. The AWS calls themselves live in `ethnode-aws`; the CLI drives both.
 
 mod cost;
+mod doctor;
 mod params;
 mod stack;
 mod summary;
 
 pub use cost::{CostLine, CostReport, PriceTable, estimate};
+pub use doctor::{Finding, doctor};
 pub use params::{
     ParamError, StackParams, ami_parameter, is_arm64, rolling_minimum_healthy_percent,
 };

@@ -15,6 +15,10 @@ pub(crate) struct DeployArgs {
     #[arg(long, short = 'y')]
     yes: bool,
 
+    /// Only check the account against the stack (`ethnode doctor`); change nothing.
+    #[arg(long)]
+    check: bool,
+
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -31,6 +35,9 @@ impl DeployArgs {
                 eprintln!("  - {e}");
             }
             return Ok(ExitCode::from(EXIT_CONFIG));
+        }
+        if self.check {
+            return super::doctor::run(&ctx, false).await;
         }
         let cfn = Cfn::new(&ctx.sdk);
         let stack = &ctx.stack;

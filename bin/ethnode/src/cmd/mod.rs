@@ -5,6 +5,7 @@ mod config;
 mod cost;
 mod deploy;
 mod destroy;
+mod doctor;
 mod image;
 mod monitor;
 mod prewarm;
@@ -51,6 +52,9 @@ enum Command {
     Config(config::ConfigCmd),
     /// Create or update the AWS stack through a change set, then follow it live.
     Deploy(deploy::DeployArgs),
+    /// Check the account against the configured stack before any change: VPC DNS, subnets, instance
+    /// type, image architectures, snapshot; each failure with its fix.
+    Doctor(doctor::DoctorArgs),
     /// Update the existing AWS stack (like deploy, but never creates one).
     Update(deploy::DeployArgs),
     /// Stack state, outputs, instances and each node's readiness.
@@ -85,6 +89,7 @@ impl Cli {
             Command::Config(cmd) => cmd.run(&globals),
             Command::Deploy(args) => args.run(&globals, false).await,
             Command::Update(args) => args.run(&globals, true).await,
+            Command::Doctor(args) => args.run(&globals).await,
             Command::Status(args) => args.run(&globals).await,
             Command::Destroy(args) => args.run(&globals).await,
             Command::Template(args) => args.run(&globals),

@@ -677,3 +677,219 @@ fn template_audit_fails_on_policies_aws_would_not_match() {
         );
     }
 }
+
+/// `ethnode doctor` on a moto account set up to have each misconfiguration, then with each fixed.
+#[tokio::test]
+async fn doctor_reports_each_misconfiguration_then_passes_once_fixed() {
+    let moto = Moto::start().await;
+    let text = |args: &[&str]| moto.aws_text(args);
+    let vpc = text(&[
+        "ec2",
+        "create-vpc",
+        "--cidr-block",
+        "10.1.0.0/16",
+        "--query",
+        "Vpc.VpcId",
+    ]);
+    let subnet = |cidr: &str| {
+        text(&[
+            "ec2",
+            "create-subnet",
+            "--vpc-id",
+            &vpc,
+            "--cidr-block",
+            cidr,
+            "--availability-zone",
+            "us-east-1a",
+            "--query",
+            "Subnet.SubnetId",
+        ])
+    };
+    let (public, private, isolated) = (
+        subnet("10.1.1.0/24"),
+        subnet("10.1.2.0/24"),
+        subnet("10.1.3.0/24"),
+    );
+    let igw = text(&[
+        "ec2",
+        "create-internet-gateway",
+        "--query",
+        "InternetGateway.InternetGatewayId",
+    ]);
+    moto.aws(&[
+        "ec2",
+        "attach-internet-gateway",
+        "--internet-gateway-id",
+        &igw,
+        "--vpc-id",
+        &vpc,
+    ]);
+    let table = |target: &[&str], subnet: &str| {
+        let rt = text(&[
+            "ec2",
+            "create-route-table",
+            "--vpc-id",
+            &vpc,
+            "--query",
+            "RouteTable.RouteTableId",
+        ]);
+        let mut route = vec![
+            "ec2",
+            "create-route",
+            "--route-table-id",
+            &rt,
+            "--destination-cidr-block",
+            "0.0.0.0/0",
+        ];
+        route.extend_from_slice(target);
+        moto.aws(&route);
+        moto.aws(&[
+            "ec2",
+            "associate-route-table",
+            "--route-table-id",
+            &rt,
+            "--subnet-id",
+            subnet,
+        ]);
+    };
+    table(&["--gateway-id", &igw], &public);
+    let eip = text(&[
+        "ec2",
+        "allocate-address",
+        "--domain",
+        "vpc",
+        "--query",
+        "AllocationId",
+    ]);
+    let nat = text(&[
+        "ec2",
+        "create-nat-gateway",
+        "--subnet-id",
+        &public,
+        "--allocation-id",
+        &eip,
+        "--query",
+        "NatGateway.NatGatewayId",
+    ]);
+    table(&["--nat-gateway-id", &nat], &private);
+    moto.aws(&["ecr", "create-repository", "--repository-name", "ethnode"]);
+    let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "size": 1000,
+            "digest": format!("sha256:{}", "a".repeat(64)),
+            "platform": {"architecture": "amd64", "os": "linux"}}]});
+    moto.aws(&[
+        "ecr",
+        "put-image",
+        "--repository-name",
+        "ethnode",
+        "--image-tag",
+        "0.1.0",
+        "--image-manifest",
+        &index.to_string(),
+        "--image-manifest-media-type",
+        "application/vnd.oci.image.index.v1+json",
+    ]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ethnode.toml");
+    let write = |subnets: &str, monitor: &str, instance: &str, snapshot: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                r#"[dns]
+name = "mainnet.eth.internal"
+[aws]
+stack_name = "doc"
+[deploy]
+vpc_id = "{vpc}"
+subnet_ids = ["{subnets}"]
+instance_type = "{instance}"
+image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ethnode:0.1.0"
+chain_snapshot_id = "{snapshot}"
+volume_size_gib = 500
+monitor_code_bucket = "artifacts"
+monitor_subnet_ids = ["{monitor}"]
+"#
+            ),
+        )
+        .unwrap();
+    };
+    let doctor = async || {
+        let (code, out, err) = run_ethnode(
+            dir.path(),
+            &["doctor", "--json", "--config", config.to_str().unwrap()],
+            &moto.env(),
+        )
+        .await;
+        let findings: Vec<Value> =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}\n{err}"));
+        (code, findings)
+    };
+
+    write(&isolated, &public, "m7g.2xlarge", "snap-0123456789abcdef0");
+    let (code, findings) = doctor().await;
+    assert_eq!(code, 1, "{findings:?}");
+    let failed = |check: &str, text: &str| {
+        findings.iter().any(|f| {
+            f["check"] == json!(check)
+                && f["ok"] == json!(false)
+                && f["detail"].as_str().unwrap().contains(text)
+                && f["fix"].is_string()
+        })
+    };
+    assert!(
+        failed("vpc.dns", "enableDnsHostnames false"),
+        "{findings:#?}"
+    );
+    assert!(failed("subnet.p2p", "default route none"), "{findings:#?}");
+    assert!(
+        failed("monitor.subnet", "never gets a public IP"),
+        "{findings:#?}"
+    );
+    assert!(failed("image", "no arm64"), "{findings:#?}");
+    assert!(failed("snapshot", "does not exist"), "{findings:#?}");
+
+    // Fixed: DNS hostnames on, public subnets for the nodes, a NAT'd one for the Lambda, an x86 type, a
+    // completed snapshot.
+    moto.aws(&[
+        "ec2",
+        "modify-vpc-attribute",
+        "--vpc-id",
+        &vpc,
+        "--enable-dns-hostnames",
+        "{\"Value\": true}",
+    ]);
+    let volume = moto.volume();
+    let snapshot = text(&[
+        "ec2",
+        "create-snapshot",
+        "--volume-id",
+        &volume,
+        "--query",
+        "SnapshotId",
+    ]);
+    write(&public, &private, "m7i.2xlarge", &snapshot);
+    let (code, findings) = doctor().await;
+    assert_eq!(code, 0, "{findings:#?}");
+    assert!(findings.iter().all(|f| f["ok"] == json!(true)));
+    assert!(
+        findings
+            .iter()
+            .any(|f| f["check"] == json!("instance_type"))
+    );
+    // `deploy --check` is the same preflight and changes nothing.
+    let (code, out, _) = run_ethnode(
+        dir.path(),
+        &["deploy", "--check", "--config", config.to_str().unwrap()],
+        &moto.env(),
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("checks pass"), "{out}");
+    assert!(
+        moto.aws(&["cloudformation", "list-stacks"])["StackSummaries"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+}
