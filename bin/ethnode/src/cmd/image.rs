@@ -10,7 +10,8 @@ use std::process::{Command, ExitCode, Stdio};
 pub(crate) enum ImageCmd {
     /// Build the image from deploy/docker/Dockerfile (run from the repository root).
     Build(ImageArgs),
-    /// Create the ECR repository if missing, log in with the SDK's token, tag and push.
+    /// Create the ECR repository if missing, log in with the SDK's token, then build for every
+    /// `--platforms` entry and push one multi-architecture image (an image index).
     Push(ImageArgs),
 }
 
@@ -23,6 +24,11 @@ pub(crate) struct ImageArgs {
     /// ECR repository name.
     #[arg(long, default_value = "ethnode")]
     repository: String,
+
+    /// Platforms `push` builds (docker buildx): both, so Graviton (arm64) and x86 instances run it;
+    /// `ethnode doctor` checks the pushed index carries the instance type's architecture.
+    #[arg(long, default_value = "linux/amd64,linux/arm64")]
+    platforms: String,
 }
 
 /// Fails plainly when no Docker engine answers.
@@ -78,7 +84,6 @@ impl ImageCmd {
                 );
                 let login = ecr.login().await?;
                 docker_engine()?;
-                build(&a)?;
                 let mut docker_login = Command::new("docker")
                     .args([
                         "login",
@@ -98,15 +103,42 @@ impl ImageCmd {
                     login.endpoint
                 );
                 let target = format!("{uri}:{}", a.tag);
+                // A multi-platform build cannot be loaded into the local engine: buildx pushes it.
                 run(
-                    Command::new("docker").args(["tag", &local_tag(&a), &target]),
-                    "docker tag",
+                    Command::new("docker").args([
+                        "buildx",
+                        "build",
+                        "--platform",
+                        &a.platforms,
+                        "-f",
+                        "deploy/docker/Dockerfile",
+                        "-t",
+                        &target,
+                        "--push",
+                        ".",
+                    ]),
+                    "docker buildx build --push",
                 )?;
-                run(
-                    Command::new("docker").args(["push", &target]),
-                    "docker push",
-                )?;
-                println!("Pushed. Set in ethnode.toml:\n  [deploy]\n  image = \"{target}\"");
+                // Pin by digest: an immutable tag could still be deleted and pushed again.
+                let digest = Command::new("docker")
+                    .args([
+                        "buildx",
+                        "imagetools",
+                        "inspect",
+                        &target,
+                        "--format",
+                        "{{.Manifest.Digest}}",
+                    ])
+                    .output()
+                    .ok()
+                    .filter(|o| o.status.success())
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .filter(|d| d.starts_with("sha256:"));
+                let pinned = digest.map_or(target.clone(), |d| format!("{uri}@{d}"));
+                println!(
+                    "Pushed ({}). Set in ethnode.toml:\n  [deploy]\n  image = \"{pinned}\"",
+                    a.platforms
+                );
             }
         }
         Ok(ExitCode::SUCCESS)

@@ -893,3 +893,40 @@ monitor_subnet_ids = ["{monitor}"]
             .is_empty()
     );
 }
+
+/// The real-AWS smoke script cannot run here; what can be checked is that it refuses to spend money
+/// without the explicit flag, and says what it needs before touching anything.
+#[test]
+fn aws_smoke_script_refuses_without_consent_and_names_what_it_needs() {
+    let script = root().join("scripts/aws-smoke.sh");
+    let syntax = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        syntax.status.success(),
+        "{}",
+        String::from_utf8_lossy(&syntax.stderr)
+    );
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .args(args)
+            .env_remove("ETHNODE_SMOKE_VPC")
+            // Nothing may reach AWS from here even if the script went wrong.
+            .env("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = run(&[]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("--i-understand-this-costs-money"), "{err}");
+    let (code, err) = run(&["--i-understand-this-costs-money"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("set ETHNODE_SMOKE_VPC"), "{err}");
+}
