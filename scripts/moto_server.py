@@ -31,6 +31,10 @@ previous values compared equal.
 instances, whose LifecycleState then reads Terminating:Proceed in DescribeAutoScalingInstances; an unknown
 hook or instance is a ValidationError, as in Auto Scaling.
 
+9. Service Quotas knows the EBS storage quotas ethnode's preflight reads (moto knows only VPC's): AWS's
+default values, and ListServiceQuotas (not implemented by moto) answers the same list, as for an account
+that never changed them.
+
 Otherwise this runs moto's own server unchanged: `python scripts/moto_server.py -H 127.0.0.1 -p PORT`.
 """
 
@@ -354,6 +358,37 @@ def _complete_lifecycle_action(self):
 
 
 _asg_responses.AutoScalingResponse.complete_lifecycle_action = _complete_lifecycle_action
+
+from moto.servicequotas import models as _sq_models
+from moto.servicequotas import responses as _sq_responses
+
+_EBS_DEFAULT_QUOTAS = [
+    {"ServiceCode": "ebs", "ServiceName": "Amazon Elastic Block Store (Amazon EBS)", "QuotaCode": code,
+     "QuotaName": name, "Value": value, "Unit": "None", "Adjustable": True, "GlobalQuota": False}
+    for code, name, value in [
+        ("L-7A658B76", "Storage for General Purpose SSD (gp3) volumes, in TiB", 50.0),
+        ("L-09BD8365", "Storage for Provisioned IOPS SSD (io2) volumes, in TiB", 20.0),
+    ]
+]
+_list_defaults = _sq_models.ServiceQuotasBackend.list_aws_default_service_quotas
+
+
+def _list_defaults_with_ebs(self, service_code):
+    if service_code == "ebs":
+        return _EBS_DEFAULT_QUOTAS
+    return _list_defaults(self, service_code)
+
+
+_sq_models.ServiceQuotasBackend.list_aws_default_service_quotas = _list_defaults_with_ebs
+
+
+def _list_service_quotas(self):
+    import json as _json
+    code = _json.loads(self.body)["ServiceCode"]
+    return _json.dumps({"Quotas": self.backend.list_aws_default_service_quotas(code)})
+
+
+_sq_responses.ServiceQuotasResponse.list_service_quotas = _list_service_quotas
 
 if __name__ == "__main__":
     main()

@@ -379,6 +379,36 @@ impl Ec2 {
             .collect())
     }
 
+    /// GiB of every volume of `volume_type` in the region, and of those tagged `ethnode:stack = stack`.
+    pub async fn volume_gib(&self, volume_type: &str, stack: &str) -> Result<(u64, u64), AwsError> {
+        let (mut all, mut ours) = (0u64, 0u64);
+        let mut pages = self
+            .client
+            .describe_volumes()
+            .filters(
+                Filter::builder()
+                    .name("volume-type")
+                    .values(volume_type)
+                    .build(),
+            )
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let page = page.map_err(|e| AwsError::sdk(SERVICE, "DescribeVolumes", e))?;
+            for v in page.volumes() {
+                let gib = v.size().unwrap_or_default().max(0) as u64;
+                all += gib;
+                if v.tags()
+                    .iter()
+                    .any(|t| t.key() == Some("ethnode:stack") && t.value() == Some(stack))
+                {
+                    ours += gib;
+                }
+            }
+        }
+        Ok((all, ours))
+    }
+
     /// Volumes carrying tag `key=value`.
     pub async fn volumes_by_tag(&self, key: &str, value: &str) -> Result<Vec<Volume>, AwsError> {
         let mut out = Vec::new();

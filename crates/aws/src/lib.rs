@@ -1,5 +1,6 @@
 //! ethnode's AWS edge: one `SdkConfig` from the standard settings and one small wrapper per service —
-//! instance metadata (IMDSv2 only), Route53, CloudFormation, EC2, ECR, CloudWatch, SSM, Auto Scaling — each
+//! instance metadata (IMDSv2 only), Route53, CloudFormation, EC2, ECR, CloudWatch, SSM, Auto Scaling, Service
+//! Quotas — each
 //! returning [`AwsError`].
 //!
 //! Every client honours the SDK's standard endpoint settings (`AWS_ENDPOINT_URL`,
@@ -13,6 +14,7 @@ mod ec2;
 mod ecr;
 mod error;
 mod imds;
+mod quotas;
 mod route53;
 mod ssm;
 
@@ -23,6 +25,7 @@ pub use ec2::{Ec2, Instance, Snapshot, Subnet, Volume};
 pub use ecr::{Ecr, RegistryLogin};
 pub use error::AwsError;
 pub use imds::{InstanceFacts, MetadataError, instance_facts, target_lifecycle_state};
+pub use quotas::Quotas;
 pub use route53::{Dns, DnsError, DnsRecord};
 pub use ssm::Ssm;
 

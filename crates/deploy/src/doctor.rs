@@ -3,7 +3,7 @@
 //! returned, so that they are tested without an account.
 
 use crate::params::is_arm64;
-use ethnode_aws::{AwsError, Ec2, Ecr, Snapshot, Subnet};
+use ethnode_aws::{AwsError, Ec2, Ecr, Quotas, Snapshot, Subnet};
 use ethnode_config::{Config, ZoneType};
 use serde::Serialize;
 
@@ -38,12 +38,22 @@ fn fail(check: &'static str, detail: String, fix: String) -> Finding {
     }
 }
 
-/// Runs every check against the account `ec2` and `ecr` point at. `current_snapshot` is the stack's
-/// current snapshot when the stack exists.
+/// The Service Quotas name of the EBS storage quota of a volume type (service code `ebs`).
+fn storage_quota_name(volume_type: &str) -> String {
+    match volume_type {
+        "io2" => "Storage for Provisioned IOPS SSD (io2) volumes, in TiB".into(),
+        t => format!("Storage for General Purpose SSD ({t}) volumes, in TiB"),
+    }
+}
+
+/// Runs every check against the account `ec2`, `ecr` and `quotas` point at. `current_snapshot` is the
+/// stack's current snapshot when the stack exists; `stack` names it.
 pub async fn doctor(
     config: &Config,
+    stack: &str,
     ec2: &Ec2,
     ecr: &Ecr,
+    quotas: &Quotas,
     current_snapshot: Option<String>,
 ) -> Result<Vec<Finding>, AwsError> {
     let d = &config.deploy;
@@ -84,6 +94,19 @@ pub async fn doctor(
             ),
         });
     }
+
+    let volume_type = d.volume_type.as_str();
+    let quota_name = storage_quota_name(volume_type);
+    let quota = quotas.value("ebs", &quota_name).await?;
+    let (used, ours) = ec2.volume_gib(volume_type, stack).await?;
+    // The stack's own volumes are replaced, not added to, by what it will run.
+    let wanted = u64::from(d.node_count) * u64::from(d.volume_size_gib);
+    out.push(judge_quota(
+        &quota_name,
+        quota,
+        used - ours.min(used),
+        wanted,
+    ));
 
     let snapshot_id = d.chain_snapshot_id.clone().or(current_snapshot);
     if let Some(id) = snapshot_id {
@@ -275,6 +298,32 @@ fn judge_image(image: &str, instance_type: &str, manifest: Option<(String, Strin
     }
 }
 
+fn judge_quota(name: &str, quota_tib: Option<f64>, other_gib: u64, wanted_gib: u64) -> Finding {
+    let Some(quota) = quota_tib else {
+        return pass(
+            "quota.ebs",
+            format!("\"{name}\" not listed by Service Quotas; not checked"),
+        );
+    };
+    let need_tib = (other_gib + wanted_gib) as f64 / 1024.0;
+    if need_tib <= quota {
+        pass(
+            "quota.ebs",
+            format!("{need_tib:.1} TiB of {quota:.0} TiB (\"{name}\")"),
+        )
+    } else {
+        fail(
+            "quota.ebs",
+            format!(
+                "the stack's {:.1} TiB plus {:.1} TiB already in use exceed \"{name}\" = {quota:.0} TiB",
+                wanted_gib as f64 / 1024.0,
+                other_gib as f64 / 1024.0
+            ),
+            "request an increase in the Service Quotas console (Amazon EBS), or lower deploy.node_count / deploy.volume_size_gib".into(),
+        )
+    }
+}
+
 fn judge_snapshot(id: &str, snapshot: Option<Snapshot>, volume_gib: u32) -> Finding {
     match snapshot {
         None => fail(
@@ -338,6 +387,22 @@ mod tests {
             [false, true, false]
         );
         assert!(monitor[0].detail.contains("never gets a public IP"));
+    }
+
+    #[test]
+    fn ebs_quota_counts_what_is_there_and_what_the_stack_adds() {
+        let name = storage_quota_name("gp3");
+        assert!(judge_quota(&name, Some(50.0), 10 * 1024, 20 * 1024).ok);
+        let over = judge_quota(&name, Some(50.0), 40 * 1024, 20 * 1024);
+        assert!(
+            !over.ok && over.fix.as_deref().unwrap().contains("Service Quotas"),
+            "{over:?}"
+        );
+        assert!(judge_quota(&name, None, 0, 1).ok);
+        assert_eq!(
+            storage_quota_name("io2"),
+            "Storage for Provisioned IOPS SSD (io2) volumes, in TiB"
+        );
     }
 
     #[test]

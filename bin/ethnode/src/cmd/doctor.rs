@@ -1,11 +1,12 @@
 //! `ethnode doctor` (also `ethnode deploy --check`): the account checked against the configured stack
 //! before any change — VPC DNS, subnets' routes for p2p and for the monitor Lambda, the instance type in
-//! the subnets' zones, the image and its architectures, the snapshot. Exit 1 when anything fails.
+//! the subnets' zones, the image and its architectures, the EBS storage quota, the snapshot. Exit 1 when
+//! anything fails.
 
 use super::Globals;
 use super::stack::StackArgs;
 use clap::Args;
-use ethnode_aws::{Ec2, Ecr, Ssm};
+use ethnode_aws::{Ec2, Ecr, Quotas, Ssm};
 use std::process::ExitCode;
 
 #[derive(Debug, Args)]
@@ -35,8 +36,10 @@ pub(crate) async fn run(ctx: &super::stack::Ctx, json: bool) -> anyhow::Result<E
         .flatten();
     let findings = ethnode_deploy::doctor(
         &ctx.config,
+        &ctx.stack,
         &Ec2::new(&ctx.sdk),
         &Ecr::new(&ctx.sdk),
+        &Quotas::new(&ctx.sdk),
         current,
     )
     .await?;

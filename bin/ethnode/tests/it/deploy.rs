@@ -792,11 +792,12 @@ async fn doctor_reports_each_misconfiguration_then_passes_once_fixed() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ethnode.toml");
-    let write = |subnets: &str, monitor: &str, instance: &str, snapshot: &str| {
-        std::fs::write(
-            &config,
-            format!(
-                r#"[dns]
+    let write =
+        |subnets: &str, monitor: &str, instance: &str, snapshot: &str, nodes: u32, gib: u32| {
+            std::fs::write(
+                &config,
+                format!(
+                    r#"[dns]
 name = "mainnet.eth.internal"
 [aws]
 stack_name = "doc"
@@ -806,14 +807,15 @@ subnet_ids = ["{subnets}"]
 instance_type = "{instance}"
 image = "123456789012.dkr.ecr.us-east-1.amazonaws.com/ethnode:0.1.0"
 chain_snapshot_id = "{snapshot}"
-volume_size_gib = 500
+volume_size_gib = {gib}
+node_count = {nodes}
 monitor_code_bucket = "artifacts"
 monitor_subnet_ids = ["{monitor}"]
 "#
-            ),
-        )
-        .unwrap();
-    };
+                ),
+            )
+            .unwrap();
+        };
     let doctor = async || {
         let (code, out, err) = run_ethnode(
             dir.path(),
@@ -826,7 +828,15 @@ monitor_subnet_ids = ["{monitor}"]
         (code, findings)
     };
 
-    write(&isolated, &public, "m7g.2xlarge", "snap-0123456789abcdef0");
+    // 10 nodes of 16 TiB: 160 TiB of gp3 against the default quota of 50 TiB.
+    write(
+        &isolated,
+        &public,
+        "m7g.2xlarge",
+        "snap-0123456789abcdef0",
+        10,
+        16384,
+    );
     let (code, findings) = doctor().await;
     assert_eq!(code, 1, "{findings:?}");
     let failed = |check: &str, text: &str| {
@@ -848,6 +858,7 @@ monitor_subnet_ids = ["{monitor}"]
     );
     assert!(failed("image", "no arm64"), "{findings:#?}");
     assert!(failed("snapshot", "does not exist"), "{findings:#?}");
+    assert!(failed("quota.ebs", "exceed"), "{findings:#?}");
 
     // Fixed: DNS hostnames on, public subnets for the nodes, a NAT'd one for the Lambda, an x86 type, a
     // completed snapshot.
@@ -868,7 +879,7 @@ monitor_subnet_ids = ["{monitor}"]
         "--query",
         "SnapshotId",
     ]);
-    write(&public, &private, "m7i.2xlarge", &snapshot);
+    write(&public, &private, "m7i.2xlarge", &snapshot, 1, 500);
     let (code, findings) = doctor().await;
     assert_eq!(code, 0, "{findings:#?}");
     assert!(findings.iter().all(|f| f["ok"] == json!(true)));
