@@ -167,6 +167,18 @@ pub struct AgentHandle {
     dns: Option<dns::Registration>,
     /// Fires when the Auto Scaling group is terminating this instance.
     terminating: Option<tokio::sync::oneshot::Receiver<lifecycle::Termination>>,
+    force: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// Cuts a graceful stop short: the clients get SIGKILL instead of the rest of their grace period.
+#[derive(Clone)]
+pub struct ForceStop(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl ForceStop {
+    /// Kill the clients now (a second SIGTERM/SIGINT while stopping).
+    pub fn force(&self) {
+        self.0.send_replace(true);
+    }
 }
 
 /// Host facts plus the instance id, learned from config and (where needed) IMDSv2.
@@ -328,12 +340,14 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
     }
     let mut checker = health::Checker::new(&checker_config).map_err(AgentError::Health)?;
     let a = &config.agent;
+    let (force_tx, force_rx) = tokio::sync::watch::channel(false);
     let policy = Policy {
         initial: Duration::from_millis(a.restart_initial_ms),
         max: Duration::from_millis(a.restart_max_ms),
         crash_limit: a.crash_limit,
         crash_window: Duration::from_secs(a.crash_window_secs),
         grace: Duration::from_secs(a.stop_grace_secs),
+        force: force_rx,
     };
     let metrics = Arc::new(Metrics::new());
     let (gave_up_tx, gave_up) = tokio::sync::mpsc::channel(specs.len().max(1));
@@ -413,6 +427,7 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
         background,
         dns,
         terminating,
+        force: Arc::new(force_tx),
     })
 }
 
@@ -431,6 +446,11 @@ impl AgentHandle {
     pub fn status_source(&self) -> impl Fn() -> Status + Send + Sync + 'static {
         let shared = self.shared.clone();
         move || shared.status()
+    }
+
+    /// A handle that cuts the coming graceful stop short.
+    pub fn force_stop(&self) -> ForceStop {
+        ForceStop(self.force.clone())
     }
 
     /// Runs until `shutdown` resolves or a client gives up, then stops everything in order.

@@ -1,5 +1,8 @@
 //! Runs one client process: start, log its output, restart it after a crash with backoff and jitter,
-//! give up after too many crashes in a window, and stop it gracefully (SIGTERM, grace, SIGKILL).
+//! give up after too many crashes in a window, and stop it gracefully (SIGTERM, grace, SIGKILL) — always
+//! to its whole process group, so that whatever a client spawned goes with it. A client started where
+//! `setpriv` exists (util-linux: every Debian image) gets `--pdeathsig KILL`, so that an agent killed
+//! with SIGKILL does not leave it running and holding the database lock.
 
 use crate::metrics::Metrics;
 use ethnode_clients::{ClientSpec, Role};
@@ -14,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::oneshot;
+use tokio::sync::watch;
 
 /// Restart and stop policy, from `[agent]`.
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub(crate) struct Policy {
     pub(crate) crash_limit: u32,
     pub(crate) crash_window: Duration,
     pub(crate) grace: Duration,
+    /// Turns true when the stop must not wait for the grace period (a second SIGTERM/SIGINT).
+    pub(crate) force: watch::Receiver<bool>,
 }
 
 impl Policy {
@@ -210,16 +216,41 @@ impl Supervision {
     }
 }
 
+/// `setpriv`, when this host has it: the way to set the parent-death signal without unsafe code.
+fn setpriv() -> Option<&'static PathBuf> {
+    static SETPRIV: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SETPRIV
+        .get_or_init(|| {
+            let found = which::which("setpriv").ok();
+            if found.is_none() {
+                tracing::warn!(
+                    "setpriv not found: clients will outlive an agent killed with SIGKILL"
+                );
+            }
+            found
+        })
+        .as_ref()
+}
+
 fn start(spec: &ClientSpec, program: &PathBuf) -> std::io::Result<Child> {
-    let mut cmd = Command::new(program);
+    // PR_SET_PDEATHSIG survives the exec and fires when the agent (the thread that spawned the child: a
+    // runtime worker, alive as long as the agent) dies, however it dies.
+    let mut cmd = match setpriv() {
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    };
     cmd.args(&spec.args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         // Own process group: a Ctrl-C in the terminal reaches only the agent, which then stops the
-        // clients in order, instead of every client at once (and the agent restarting them).
+        // clients in order, and a stop reaches everything the client started.
         .process_group(0)
-        // If the agent itself dies mid-way, do not leave a client holding the database lock.
+        // If the agent's task panics, do not leave a client holding the database lock.
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     if let Some(out) = child.stdout.take() {
@@ -231,11 +262,47 @@ fn start(spec: &ClientSpec, program: &PathBuf) -> std::io::Result<Child> {
     Ok(child)
 }
 
-/// Copies a client's output into the agent's log, tagged with the client's name.
+/// Longest client log line passed on; the rest of it is dropped (a client printing megabytes without a
+/// newline must not grow the agent's memory).
+const MAX_LINE: usize = 16 * 1024;
+
+/// Copies a client's output into the agent's log, tagged with the client's name: by bytes (invalid
+/// UTF-8 is replaced, not fatal), a line at a time, each line at most [`MAX_LINE`] bytes.
 async fn forward(name: &'static str, stream: impl AsyncRead + Unpin) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        tracing::info!(target: "ethnode::client", client = name, "{line}");
+    let mut reader = BufReader::new(stream);
+    let mut line: Vec<u8> = Vec::with_capacity(256);
+    let mut cut = false;
+    loop {
+        let (used, complete) = match reader.fill_buf().await {
+            Ok(buf) if !buf.is_empty() => {
+                let newline = buf.iter().position(|&b| b == b'\n');
+                let chunk = &buf[..newline.unwrap_or(buf.len())];
+                let room = MAX_LINE.saturating_sub(line.len());
+                cut |= chunk.len() > room;
+                line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                (newline.map_or(buf.len(), |i| i + 1), newline.is_some())
+            }
+            _ => break,
+        };
+        reader.consume(used);
+        if complete {
+            emit(name, &line, cut);
+            line.clear();
+            cut = false;
+        }
+    }
+    if !line.is_empty() {
+        emit(name, &line, cut);
+    }
+}
+
+fn emit(name: &'static str, bytes: &[u8], cut: bool) {
+    let text = String::from_utf8_lossy(bytes);
+    let text = text.trim_end_matches('\r');
+    if cut {
+        tracing::info!(target: "ethnode::client", client = name, "{text} …[line cut at {MAX_LINE} bytes]");
+    } else {
+        tracing::info!(target: "ethnode::client", client = name, "{text}");
     }
 }
 
@@ -318,7 +385,8 @@ async fn run(
                 metrics.client_restarted(name);
             }
             _ = &mut stop => {
-                let last = graceful_stop(name, &mut child, policy.grace).await;
+                let mut force = policy.force.clone();
+                let last = graceful_stop(name, &mut child, policy.grace, &mut force).await;
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
                 s.running = false;
                 s.pid = None;
@@ -383,9 +451,19 @@ async fn wait_or_stop(stop: &mut oneshot::Receiver<()>, delay: Duration) -> bool
     }
 }
 
-/// SIGTERM, wait up to `grace`, then SIGKILL. Databases (MDBX, LevelDB) flush on SIGTERM; SIGKILL is
-/// the last resort that the grace period is sized to avoid.
-async fn graceful_stop(name: &'static str, child: &mut Child, grace: Duration) -> String {
+/// Sends `signal` to the client's whole process group (its pgid is its pid: `process_group(0)`).
+fn signal_group(pid: u32, signal: Signal) -> nix::Result<()> {
+    kill(Pid::from_raw(-(pid as i32)), signal)
+}
+
+/// SIGTERM to the group, wait up to `grace` (or until `force`), then SIGKILL to the group. Databases
+/// (MDBX, LevelDB) flush on SIGTERM; SIGKILL is the last resort that the grace period is sized to avoid.
+async fn graceful_stop(
+    name: &'static str,
+    child: &mut Child,
+    grace: Duration,
+    force: &mut watch::Receiver<bool>,
+) -> String {
     let Some(pid) = child.id() else {
         return describe(child.wait().await);
     };
@@ -393,27 +471,39 @@ async fn graceful_stop(name: &'static str, child: &mut Child, grace: Duration) -
         client = name,
         pid,
         grace_secs = grace.as_secs(),
-        "stopping client (SIGTERM)"
+        "stopping client (SIGTERM to its process group)"
     );
-    if let Err(e) = kill(Pid::from_raw(pid as i32), Signal::SIGTERM) {
+    if let Err(e) = signal_group(pid, Signal::SIGTERM) {
         tracing::warn!(client = name, error = %e, "SIGTERM failed");
     }
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(status) => {
-            let d = describe(status);
-            tracing::info!(client = name, exit = %d, "client stopped");
-            d
+    let forced = async {
+        // A receiver whose sender is gone can never be forced.
+        if force.wait_for(|f| *f).await.is_err() {
+            std::future::pending::<()>().await;
         }
-        Err(_) => {
-            tracing::error!(
-                client = name,
-                grace_secs = grace.as_secs(),
-                "client ignored SIGTERM; sending SIGKILL"
-            );
-            let _ = child.kill().await;
-            format!("killed after {}s grace", grace.as_secs())
+    };
+    let why = tokio::select! {
+        status = tokio::time::timeout(grace, child.wait()) => match status {
+            Ok(status) => {
+                let d = describe(status);
+                tracing::info!(client = name, exit = %d, "client stopped");
+                // Whatever it left behind in its group goes too.
+                let _ = signal_group(pid, Signal::SIGKILL);
+                return d;
+            }
+            Err(_) => {
+                tracing::error!(client = name, grace_secs = grace.as_secs(), "client ignored SIGTERM; sending SIGKILL");
+                format!("killed after {}s grace", grace.as_secs())
+            }
+        },
+        _ = forced => {
+            tracing::warn!(client = name, "second stop signal: killing the client now (SIGKILL)");
+            "killed: stop forced by a second signal".to_string()
         }
-    }
+    };
+    let _ = signal_group(pid, Signal::SIGKILL);
+    let _ = child.wait().await;
+    why
 }
 
 #[cfg(test)]
@@ -428,6 +518,7 @@ mod tests {
             crash_limit: 5,
             crash_window: Duration::from_secs(60),
             grace: Duration::from_secs(1),
+            force: watch::channel(false).1,
         };
         for (n, base) in [
             (1, 100u64),

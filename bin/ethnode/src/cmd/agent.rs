@@ -1,6 +1,6 @@
 //! `ethnode agent`: the service entry point. Supervises the clients until SIGTERM.
 
-use super::{Globals, config_failure, exit_code, shutdown_signal};
+use super::{Globals, Signals, config_failure, exit_code};
 use clap::Args;
 use std::process::ExitCode;
 
@@ -13,6 +13,8 @@ pub(crate) struct AgentArgs {
 
 impl AgentArgs {
     pub(crate) async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
+        // Before anything else: a SIGTERM while the clients start must still stop them gracefully.
+        let signals = Signals::install();
         g.init_logs("info");
         let (config, _) = match g.load_config() {
             Ok(v) => v,
@@ -42,7 +44,7 @@ impl AgentArgs {
             return Ok(ExitCode::SUCCESS);
         }
         let agent = ethnode_agent::start(config).await?;
-        let exit = agent.run_until(shutdown_signal()).await;
+        let exit = signals.run_agent(agent).await;
         Ok(exit_code(&exit))
     }
 }

@@ -152,23 +152,58 @@ pub(crate) fn config_failure(e: &ConfigError) -> ExitCode {
     ExitCode::from(EXIT_CONFIG)
 }
 
-/// Resolves on SIGTERM or SIGINT.
-pub(crate) async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+/// SIGTERM and SIGINT, caught from the moment this is made: make it before anything is started, so that
+/// a signal that arrives while the clients start is not lost (and, as PID 1 in a container, not ignored).
+pub(crate) struct Signals {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    /// Installs the handlers.
+    pub(crate) fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self {
+            term: signal(SignalKind::terminate()).ok(),
+            int: signal(SignalKind::interrupt()).ok(),
+        }
+    }
+
+    /// The next SIGTERM or SIGINT.
+    pub(crate) async fn next(&mut self) {
+        match (&mut self.term, &mut self.int) {
+            (Some(term), Some(int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            // Without signal handlers Ctrl-C still works through tokio's portable handler.
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
-        _ => {
-            // Without signal handlers Ctrl-C still works through tokio's portable handler.
-            let _ = tokio::signal::ctrl_c().await;
-        }
+    }
+
+    /// Runs `agent` until the first signal; a second one while it stops kills the clients at once.
+    pub(crate) async fn run_agent(
+        mut self,
+        agent: ethnode_agent::AgentHandle,
+    ) -> ethnode_agent::Exit {
+        let force = agent.force_stop();
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            self.next().await;
+            let _ = first_tx.send(());
+            self.next().await;
+            eprintln!("second signal: killing the clients now");
+            force.force();
+        });
+        agent
+            .run_until(async {
+                let _ = first_rx.await;
+            })
+            .await
     }
 }
 

@@ -1,7 +1,7 @@
 //! `ethnode monitor`: how far behind our nodes are, every slot, as Prometheus/CloudWatch/JSONL; `--once
 //! --json` for scripts; `report` for the chart; `lambda` (or a binary named `bootstrap`) on AWS Lambda.
 
-use super::{Globals, config_failure, shutdown_signal};
+use super::{Globals, Signals, config_failure};
 use clap::{Args, Subcommand};
 use ethnode_config::{Config, redact_url};
 use ethnode_monitor::{Monitor, RoundResult, Sinks, render_chart, summarize};
@@ -203,7 +203,8 @@ impl MonitorArgs {
         );
         let mut tick = tokio::time::interval(Duration::from_secs(config.monitor.interval_secs));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let shutdown = shutdown_signal();
+        let mut signals = Signals::install();
+        let shutdown = signals.next();
         tokio::pin!(shutdown);
         let mut done = 0;
         loop {

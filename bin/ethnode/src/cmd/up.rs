@@ -1,6 +1,6 @@
 //! `ethnode up`: a node in the foreground with its URLs and a live status line; Ctrl-C stops it cleanly.
 
-use super::{Globals, config_failure, exit_code, shutdown_signal};
+use super::{Globals, Signals, config_failure, exit_code};
 use clap::Args;
 use ethnode_config::{ConsensusClient, ExecutionClient, Network};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -27,6 +27,7 @@ pub(crate) struct UpArgs {
 
 impl UpArgs {
     pub(crate) async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
+        let signals = Signals::install();
         // Client chatter stays out of the way of the status line; --log / ETHNODE_LOG bring it back.
         g.init_logs("warn,ethnode=info,ethnode::client=warn");
         let (mut config, _) = match g.load_config() {
@@ -90,7 +91,7 @@ impl UpArgs {
                 }
             })
         };
-        let exit = agent.run_until(shutdown_signal()).await;
+        let exit = signals.run_agent(agent).await;
         status_line.abort();
         bar.finish_and_clear();
         println!("stopped.");

@@ -253,3 +253,136 @@ async fn scale_in_stops_the_node_gracefully_then_completes_the_lifecycle_action(
     let exit = agent.wait(Duration::from_secs(20)).await;
     assert_eq!(exit.code(), Some(0), "{}", agent.stderr_text());
 }
+
+/// A client that ignores SIGTERM and starts a grandchild: the stop reaches its whole process group, and
+/// after the grace period SIGKILL takes both.
+fn stubborn_client(dir: &std::path::Path) -> std::path::PathBuf {
+    let path = dir.join("stubborn.sh");
+    script(
+        &path,
+        &format!(
+            "trap '' TERM\nsleep 1000 &\necho $! > {dir}/grandchild\necho $$ > {dir}/client\nwhile :; do sleep 0.1; done",
+            dir = dir.display()
+        ),
+    );
+    path
+}
+
+fn pid_in(path: &std::path::Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+#[tokio::test]
+async fn sigkill_of_the_agent_takes_its_clients_down() {
+    let node = DevNode::new("");
+    let mut agent = node.agent(&[]);
+    let status = node.wait_ready(Duration::from_secs(30)).await;
+    let anvil = status["clients"][0]["pid"].as_u64().unwrap() as u32;
+    assert!(alive(anvil));
+    agent.signal(nix::sys::signal::Signal::SIGKILL);
+    agent.wait(Duration::from_secs(10)).await;
+    wait_for(
+        "anvil gone with its agent",
+        Duration::from_secs(10),
+        || async { (!alive(anvil)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn stop_reaches_the_clients_process_group_and_kills_after_grace() {
+    let node = DevNode::new("");
+    let dir = node.dir.path().to_path_buf();
+    let client = stubborn_client(&dir);
+    let mut agent = node.agent(&[
+        ("ETHNODE_EXECUTION_BINARY", client.display().to_string()),
+        ("ETHNODE_AGENT_STOP_GRACE_SECS", "1".into()),
+    ]);
+    let (client_pid, grandchild) = wait_for(
+        "the client and its child",
+        Duration::from_secs(20),
+        || async {
+            Some((
+                pid_in(&dir.join("client"))?,
+                pid_in(&dir.join("grandchild"))?,
+            ))
+        },
+    )
+    .await;
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = agent.wait(Duration::from_secs(20)).await;
+    let log = agent.stderr_text();
+    assert!(exit.success(), "{log}");
+    assert!(
+        log.contains("client ignored SIGTERM; sending SIGKILL"),
+        "{log}"
+    );
+    assert!(!alive(client_pid), "the client survived SIGKILL");
+    wait_for(
+        "the grandchild gone too",
+        Duration::from_secs(5),
+        || async { (!alive(grandchild)).then_some(()) },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_second_signal_cuts_the_grace_period_short() {
+    let node = DevNode::new("");
+    let dir = node.dir.path().to_path_buf();
+    let client = stubborn_client(&dir);
+    let mut agent = node.agent(&[
+        ("ETHNODE_EXECUTION_BINARY", client.display().to_string()),
+        ("ETHNODE_AGENT_STOP_GRACE_SECS", "600".into()),
+    ]);
+    let client_pid = wait_for("the client", Duration::from_secs(20), || async {
+        pid_in(&dir.join("client"))
+    })
+    .await;
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    wait_for(
+        "the graceful stop begun",
+        Duration::from_secs(10),
+        || async {
+            agent
+                .stderr_text()
+                .contains("SIGTERM to its process group")
+                .then_some(())
+        },
+    )
+    .await;
+    agent.signal(nix::sys::signal::Signal::SIGINT);
+    // Far inside the 600 s grace period.
+    let exit = agent.wait(Duration::from_secs(20)).await;
+    let log = agent.stderr_text();
+    assert!(exit.success(), "{log}");
+    assert!(
+        log.contains("stop forced by a second signal") || log.contains("second stop signal"),
+        "{log}"
+    );
+    assert!(!alive(client_pid));
+}
+
+#[tokio::test]
+async fn client_output_with_invalid_utf8_and_endless_lines_keeps_flowing() {
+    let node = DevNode::new("");
+    let chatty = node.dir.path().join("chatty.sh");
+    script(
+        &chatty,
+        "printf 'bad \\377\\376 bytes\\n'\nhead -c 100000 /dev/zero | tr '\\0' x\necho\necho AFTER-MARKER\nwhile :; do sleep 0.1; done",
+    );
+    let agent = node.agent(&[("ETHNODE_EXECUTION_BINARY", chatty.display().to_string())]);
+    wait_for(
+        "the line after the bad ones",
+        Duration::from_secs(20),
+        || async { agent.stderr_text().contains("AFTER-MARKER").then_some(()) },
+    )
+    .await;
+    let log = agent.stderr_text();
+    assert!(log.contains("bad \u{fffd}\u{fffd} bytes"), "{log}");
+    assert!(log.contains("[line cut at 16384 bytes]"));
+    assert!(
+        !log.contains(&"x".repeat(16385)),
+        "a line longer than the bound was passed on"
+    );
+}
