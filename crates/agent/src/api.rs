@@ -105,8 +105,23 @@ async fn snapshot(
     }
     let req = body.map(|Json(b)| b).unwrap_or_default();
     use crate::snapshot::SnapshotError as E;
-    match crate::snapshot::take(&s, req.force, "manual").await {
+    // In a task of its own: a caller that goes away (Ctrl-C, a dropped SSM port forward) must not cancel
+    // the snapshot between "clients stopped" and "clients started again".
+    let shared = s.clone();
+    let task =
+        tokio::spawn(async move { crate::snapshot::take(&shared, req.force, "manual").await });
+    let result = match task.await {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("snapshot task failed: {e}"),
+            );
+        }
+    };
+    match result {
         Ok(taken) => Json(taken).into_response(),
+        Err(e @ E::Stopping) => error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
         Err(e @ (E::NotReady(_) | E::Busy)) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e @ E::NoVolume(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ E::Aws(_)) => error(StatusCode::BAD_GATEWAY, e.to_string()),

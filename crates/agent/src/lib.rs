@@ -120,6 +120,8 @@ pub(crate) struct Shared {
     dns: Mutex<DnsState>,
     metrics: Arc<Metrics>,
     stopping: AtomicBool,
+    /// Wakes a snapshot in progress when the agent is asked to stop.
+    stop_requested: tokio::sync::Notify,
     snapshots: snapshot::Snapshots,
     config: Config,
 }
@@ -377,6 +379,7 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
         }),
         metrics,
         stopping: AtomicBool::new(false),
+        stop_requested: tokio::sync::Notify::new(),
         config: config.clone(),
     });
 
@@ -472,6 +475,8 @@ impl AgentHandle {
             }
         }
         self.shared.stopping.store(true, Ordering::Relaxed);
+        // A snapshot in progress gives up waiting on EBS and leaves its clients down for the stop below.
+        self.shared.stop_requested.notify_waiters();
         // Out of DNS first, so that callers move to another node before the clients go down.
         if let Some(dns) = self.dns.take() {
             dns.stop(&self.shared).await;

@@ -11,7 +11,6 @@
 use crate::Shared;
 use ethnode_aws::{Ec2, Ssm};
 use serde::{Deserialize, Serialize};
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
@@ -50,9 +49,12 @@ pub(crate) enum SnapshotError {
     /// An AWS call failed.
     #[error(transparent)]
     Aws(#[from] ethnode_aws::AwsError),
-    /// EBS did not list the snapshot in time.
+    /// EBS did not list the snapshot in time (or an AWS call hung past the deadline).
     #[error("snapshot {0} did not start within {1}s; the clients were restarted")]
     NotStarted(String, u64),
+    /// The agent is stopping; the clients stay down for the stop.
+    #[error("the agent is stopping; snapshot abandoned")]
+    Stopping,
 }
 
 /// Lazily built AWS clients (an agent without snapshots never loads credentials) and the one-at-a-time lock.
@@ -201,28 +203,47 @@ pub(crate) async fn take(
     // Clients flushed on SIGTERM; push the page cache to the volume before the snapshot's point in time.
     let _ = tokio::task::spawn_blocking(nix::unistd::sync).await;
 
-    let result = async {
-        let id = ec2
-            .create_snapshot(
-                &volume,
-                &format!("ethnode {stack}: {reason} snapshot"),
-                &tags,
-            )
-            .await?;
-        tracing::info!(snapshot = %id, "snapshot: started; waiting until EBS lists it");
-        let limit = Duration::from_secs(cfg.snapshot.resume_timeout_secs);
-        let waited = Instant::now();
-        loop {
-            match ec2.snapshot(&id).await? {
-                Some(s) if s.state == "pending" || s.state == "completed" => return Ok(id),
-                _ if waited.elapsed() > limit => {
-                    return Err(SnapshotError::NotStarted(id, limit.as_secs()));
+    let limit = Duration::from_secs(cfg.snapshot.resume_timeout_secs);
+    let result = {
+        let aws = async {
+            let id = ec2
+                .create_snapshot(
+                    &volume,
+                    &format!("ethnode {stack}: {reason} snapshot"),
+                    &tags,
+                )
+                .await?;
+            tracing::info!(snapshot = %id, "snapshot: started; waiting until EBS lists it");
+            loop {
+                match ec2.snapshot(&id).await? {
+                    Some(s) if s.state == "pending" || s.state == "completed" => return Ok(id),
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
-                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        };
+        // One deadline over every AWS call made while the clients are down, and a stop request wins over all
+        // (registered before the flag is read, so that a request in between is not missed).
+        let stop = shared.stop_requested.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        if shared.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            Err(SnapshotError::Stopping)
+        } else {
+            tokio::select! {
+                r = tokio::time::timeout(limit, aws) => r.unwrap_or_else(|_| {
+                    Err(SnapshotError::NotStarted(format!("of {volume}"), limit.as_secs()))
+                }),
+                _ = stop => Err(SnapshotError::Stopping),
             }
         }
+    };
+    if matches!(result, Err(SnapshotError::Stopping)) {
+        // The clients stay down: the agent is stopping them anyway, within its own stop budget.
+        drop(supervision);
+        *shared.paused.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        tracing::warn!("snapshot abandoned: the agent is stopping");
+        return Err(SnapshotError::Stopping);
     }
-    .await;
 
     supervision.start();
     drop(supervision);
@@ -251,10 +272,17 @@ pub(crate) async fn take(
 /// Automatic mode: snapshot when due, promote, prune. Every step is logged and counted.
 pub(crate) async fn auto(shared: Arc<Shared>) {
     let cfg = shared.config.snapshot.clone();
+    // Nodes launched together would otherwise check in lockstep: start at a random point of the period.
+    let mut r = [0u8; 2];
+    let jitter = getrandom::fill(&mut r).map_or(0.0, |()| {
+        f64::from(u16::from_le_bytes(r)) / f64::from(u16::MAX)
+    });
+    tokio::time::sleep(Duration::from_secs(cfg.check_secs).mul_f64(jitter)).await;
     let mut tick = tokio::time::interval(Duration::from_secs(cfg.check_secs));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        shared.metrics.snapshot_auto_step("checked");
         match auto_round(&shared).await {
             Ok(Some(step)) => tracing::info!("automatic snapshot: {step}"),
             Ok(None) => {}
@@ -279,13 +307,7 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
     }
     let stack = cfg.aws.stack_name.clone().unwrap_or_default();
     let (ec2, ssm) = shared.snapshots.clients().await;
-    let snapshots = ec2.snapshots_by_tag("ethnode:stack", &stack).await?;
-    let newest = snapshots
-        .iter()
-        .filter(|s| s.state != "error")
-        .map(ethnode_aws::Snapshot::taken_ms)
-        .max();
-    if newest.is_some_and(|t| now_ms() - t < 1000 * cfg.snapshot.interval_secs as i64) {
+    if !due(ec2, &stack, cfg.snapshot.interval_secs).await? {
         return Ok(None);
     }
     if !cfg.snapshot.allow_last_ready_node && other_ready_nodes(shared, ec2, &stack).await == 0 {
@@ -295,7 +317,60 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
         );
         return Ok(None);
     }
+    // One node of the stack at a time: the claim is held from before the clients stop until after the
+    // prune, and the snapshot is due again only if nobody took one while we waited for it.
+    let owner = format!(
+        "{}:{}",
+        shared.host.instance_id.as_deref().unwrap_or("local"),
+        cfg.ports.agent
+    );
+    let ttl = Duration::from_secs(
+        cfg.snapshot.resume_timeout_secs
+            + cfg.snapshot.complete_timeout_secs
+            + 2 * cfg.agent.stop_grace_secs
+            + 600,
+    );
+    let Some(claim) =
+        ethnode_fleet::Claim::take(ssm, &stack, &owner, ttl, Duration::from_secs(1)).await?
+    else {
+        let holder = ethnode_fleet::Claim::holder(ssm, &stack).await?;
+        shared.metrics.snapshot_auto_step("claimed-elsewhere");
+        tracing::info!(holder = ?holder, "automatic snapshot due, but another node of the stack is taking one");
+        return Ok(None);
+    };
+    let result = async {
+        if !due(ec2, &stack, cfg.snapshot.interval_secs).await? {
+            return Ok(None);
+        }
+        take_promote_prune(shared, ec2, ssm, &stack).await.map(Some)
+    }
+    .await;
+    if let Err(e) = claim.release(ssm).await {
+        tracing::warn!(error = %e, "could not release the snapshot claim; it expires on its own");
+    }
+    result
+}
 
+/// Whether the stack's newest snapshot is older than `interval_secs` (or there is none).
+async fn due(ec2: &Ec2, stack: &str, interval_secs: u64) -> anyhow_like::Result<bool> {
+    let newest = ec2
+        .snapshots_by_tag("ethnode:stack", stack)
+        .await?
+        .iter()
+        .filter(|s| s.state != "error")
+        .map(ethnode_aws::Snapshot::taken_ms)
+        .max();
+    Ok(newest.is_none_or(|t| now_ms() - t >= 1000 * interval_secs as i64))
+}
+
+/// Takes a snapshot, waits for it, promotes it and prunes; what happened, for the log.
+async fn take_promote_prune(
+    shared: &Shared,
+    ec2: &Ec2,
+    ssm: &Ssm,
+    stack: &str,
+) -> anyhow_like::Result<String> {
+    let cfg = &shared.config;
     let taken = take(shared, false, "auto").await?;
     shared.metrics.snapshot_auto_step("taken");
     tracing::info!(snapshot = %taken.snapshot_id, block = ?taken.block, downtime_secs = taken.downtime_secs, "automatic snapshot taken");
@@ -310,21 +385,15 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
             Duration::from_secs(cfg.snapshot.complete_timeout_secs),
         )
         .await?;
-        ethnode_fleet::promote(ec2, ssm, &stack, &taken.snapshot_id).await?;
+        ethnode_fleet::promote(ec2, ssm, stack, &taken.snapshot_id).await?;
         shared.metrics.snapshot_auto_step("promoted");
         tracing::info!(snapshot = %taken.snapshot_id, stack, "automatic snapshot promoted: new instances start from it");
         Some(taken.snapshot_id.clone())
     } else {
-        ethnode_fleet::current_snapshot(ssm, &stack).await?
+        ethnode_fleet::current_snapshot(ssm, stack).await?
     };
 
-    let snapshots = ec2.snapshots_by_tag("ethnode:stack", &stack).await?;
-    let mut in_use = HashSet::new();
-    for s in &snapshots {
-        if !ec2.volumes_from_snapshot(&s.id).await?.is_empty() {
-            in_use.insert(s.id.clone());
-        }
-    }
+    let (snapshots, _, in_use) = ethnode_fleet::inventory(ec2, ssm, stack).await?;
     let doomed =
         ethnode_fleet::prune_plan(&snapshots, cfg.snapshot.keep, promoted.as_deref(), &in_use);
     for id in &doomed {
@@ -332,7 +401,7 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
         shared.metrics.snapshot_auto_step("pruned");
         tracing::info!(snapshot = %id, "automatic snapshot: pruned");
     }
-    Ok(Some(format!(
+    Ok(format!(
         "{} taken, {}, {} pruned",
         taken.snapshot_id,
         if promoted.as_deref() == Some(taken.snapshot_id.as_str()) {
@@ -341,7 +410,7 @@ async fn auto_round(shared: &Shared) -> anyhow_like::Result<Option<String>> {
             "not promoted"
         },
         doomed.len()
-    )))
+    ))
 }
 
 /// How many other nodes of the stack answer ready. Their agents are reached on their private addresses.

@@ -71,4 +71,43 @@ impl Ssm {
             .map_err(|e| AwsError::sdk(SERVICE, "PutParameter", e))?;
         Ok(())
     }
+
+    /// Creates a String parameter only if it does not exist yet (atomic in SSM); `false` when it did.
+    pub async fn create(&self, name: &str, value: &str) -> Result<bool, AwsError> {
+        match self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::String)
+            .overwrite(false)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                let err = AwsError::sdk(SERVICE, "PutParameter", e);
+                if err.code.as_deref() == Some("ParameterAlreadyExists") {
+                    Ok(false)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Deletes a parameter; one already gone counts as deleted.
+    pub async fn delete(&self, name: &str) -> Result<(), AwsError> {
+        match self.client.delete_parameter().name(name).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let err = AwsError::sdk(SERVICE, "DeleteParameter", e);
+                if err.code.as_deref() == Some("ParameterNotFound") {
+                    Ok(())
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
 }

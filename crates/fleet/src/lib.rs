@@ -9,9 +9,11 @@
 //! The values of `${VAR}` in reference URLs (API keys) are the stack's too: SSM SecureStrings under
 //! `/ethnode/<stack>/secrets/`, written by `ethnode deploy`, read at run time where the environment lacks them.
 
+mod claim;
 mod secrets;
 mod snapshots;
 
+pub use claim::{Claim, claim_parameter};
 pub use secrets::{expand_secrets, secrets_prefix, store_secrets};
 pub use snapshots::{SnapshotRow, prune_plan, snapshot_rows};
 

@@ -17,6 +17,8 @@ async fn deploy(moto: &Moto, dir: &Path, stack: &str) {
             + "[monitor]\nreferences = [\"https://ref.example/v3/${REF_KEY}\"]\n",
     )
     .unwrap();
+    let mut env = moto.env();
+    env.push(("REF_KEY", "k3y".into()));
     let (code, out, err) = run_ethnode(
         dir,
         &[
@@ -27,7 +29,7 @@ async fn deploy(moto: &Moto, dir: &Path, stack: &str) {
             "--config",
             path.to_str().unwrap(),
         ],
-        &moto.env(),
+        &env,
     )
     .await;
     assert_eq!(code, 0, "{out}\n{err}");
@@ -466,4 +468,191 @@ async fn agent_prewarms_its_data_dir_and_reports_progress_in_status() {
         "{}",
         again.stderr_text()
     );
+}
+
+/// An "AWS endpoint" that accepts connections and never answers: every AWS call hangs.
+async fn black_hole() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn clients_running(status: &Value) -> bool {
+    status["clients"]
+        .as_array()
+        .is_some_and(|c| c.iter().all(|c| c["running"] == json!(true)))
+}
+
+/// While the clients are down for a snapshot, a hung AWS call cannot keep them down past the deadline, a
+/// caller that goes away does not leave them down, and a stop request is honoured at once.
+#[tokio::test]
+async fn a_snapshot_never_leaves_the_node_stopped() {
+    let aws = black_hole().await;
+    let node = DevNode::new(
+        "[aws]\nstack_name = \"hang\"\n[snapshot]\nvolume_id = \"vol-0123456789abcdef0\"\nresume_timeout_secs = 3\n",
+    );
+    let env = vec![("AWS_ENDPOINT_URL", aws.clone())];
+    let mut agent = node.agent(&env);
+    let before = node.wait_ready(Duration::from_secs(30)).await;
+    let pid = before["clients"][0]["pid"].as_u64().unwrap();
+    let cfg = node.config.to_str().unwrap().to_string();
+    let agent_url = node.api("");
+
+    // The caller disconnects (killed) while the clients are down; the deadline brings them back anyway.
+    let mut cli = Ethnode::spawn(
+        node.dir.path(),
+        &[
+            "snapshot", "create", "--force", "--agent", &agent_url, "--config", &cfg,
+        ],
+        &env,
+    );
+    wait_for(
+        "clients stopped for the snapshot",
+        Duration::from_secs(20),
+        || async {
+            agent
+                .stderr_text()
+                .contains("snapshot: stopping clients")
+                .then_some(())
+        },
+    )
+    .await;
+    cli.signal(nix::sys::signal::Signal::SIGKILL);
+    cli.wait(Duration::from_secs(10)).await;
+    let after = wait_for(
+        "clients back after the deadline",
+        Duration::from_secs(30),
+        || async {
+            let (_, s) = get_json(&node.api("/status")).await?;
+            (clients_running(&s) && s["clients"][0]["pid"].as_u64() != Some(pid)).then_some(s)
+        },
+    )
+    .await;
+    assert_eq!(after["clients"][0]["restarts"], json!(0), "{after}");
+    let metrics = get_text(&node.api("/metrics")).await.unwrap();
+    assert!(
+        metrics.contains("ethnode_snapshots_total{reason=\"manual\",result=\"failed\"} 1"),
+        "{metrics}"
+    );
+
+    // Again, and now the agent is told to stop while it waits on AWS: it does not wait for the deadline.
+    let mut cli = Ethnode::spawn(
+        node.dir.path(),
+        &[
+            "snapshot", "create", "--force", "--agent", &agent_url, "--config", &cfg,
+        ],
+        &env,
+    );
+    let stopped = wait_for("clients stopped again", Duration::from_secs(20), || async {
+        let (_, s) = get_json(&node.api("/status")).await?;
+        (!clients_running(&s)).then_some(s)
+    })
+    .await;
+    assert!(
+        stopped["sync"]["stage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("paused"),
+        "{stopped}"
+    );
+    let anvil = after["clients"][0]["pid"].as_u64().unwrap() as u32;
+    agent.signal(nix::sys::signal::Signal::SIGTERM);
+    let exit = agent.wait(Duration::from_secs(10)).await;
+    assert!(exit.success(), "{}", agent.stderr_text());
+    assert!(
+        agent.stderr_text().contains("snapshot abandoned"),
+        "{}",
+        agent.stderr_text()
+    );
+    assert!(!alive(anvil));
+    cli.wait(Duration::from_secs(10)).await;
+}
+
+/// Two agents of one stack, due at the same moment: the stack-wide claim lets one take the snapshot;
+/// the other, once the claim is free, finds a fresh snapshot and takes none.
+#[tokio::test]
+async fn two_agents_due_at_once_take_one_snapshot() {
+    const STACK: &str = "ethnode-pair";
+    let moto = Moto::start().await;
+    let work = tempfile::tempdir().unwrap();
+    deploy(&moto, work.path(), STACK).await;
+    let auto = "auto = true\nready_for_secs = 1\ncheck_secs = 1\ninterval_secs = 3600\nallow_last_ready_node = true\n";
+    let a = DevNode::new(&format!(
+        "[aws]\nstack_name = \"{STACK}\"\n[snapshot]\nvolume_id = \"{}\"\n{auto}",
+        moto.volume()
+    ));
+    let b = DevNode::new(&format!(
+        "[aws]\nstack_name = \"{STACK}\"\n[snapshot]\nvolume_id = \"{}\"\n{auto}",
+        moto.volume()
+    ));
+    let _a = a.agent(&moto.env());
+    let _b = b.agent(&moto.env());
+    let promoted = wait_for("a snapshot promoted", Duration::from_secs(60), || async {
+        let id = moto.current_snapshot(STACK);
+        (id != "none").then_some(id)
+    })
+    .await;
+    let checked = |m: &str| -> u64 {
+        m.lines()
+            .find(|l| l.starts_with("ethnode_snapshot_auto_steps_total{step=\"checked\"}"))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    // Both agents go on checking for a few more rounds after the promotion.
+    let (ma, mb) = (
+        get_text(&a.api("/metrics")).await.unwrap(),
+        get_text(&b.api("/metrics")).await.unwrap(),
+    );
+    let (ca, cb) = (checked(&ma), checked(&mb));
+    wait_for(
+        "three more rounds on each",
+        Duration::from_secs(30),
+        || async {
+            let ma = get_text(&a.api("/metrics")).await?;
+            let mb = get_text(&b.api("/metrics")).await?;
+            (checked(&ma) >= ca + 3 && checked(&mb) >= cb + 3).then_some(())
+        },
+    )
+    .await;
+    let snaps = moto.aws(&[
+        "ec2",
+        "describe-snapshots",
+        "--filters",
+        &format!("Name=tag:ethnode:stack,Values={STACK}"),
+    ]);
+    let ids: Vec<&str> = snaps["Snapshots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["SnapshotId"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![promoted.as_str()],
+        "exactly one snapshot for the pair"
+    );
+    let taken = |m: &str| m.contains("ethnode_snapshot_auto_steps_total{step=\"taken\"} 1");
+    let (ma, mb) = (
+        get_text(&a.api("/metrics")).await.unwrap(),
+        get_text(&b.api("/metrics")).await.unwrap(),
+    );
+    assert!(taken(&ma) ^ taken(&mb), "one agent took it:\n{ma}\n{mb}");
+    // The claim was given back.
+    let claim = std::process::Command::new(tool("aws"))
+        .args([
+            "ssm",
+            "get-parameter",
+            "--name",
+            &format!("/ethnode/{STACK}/snapshot-claim"),
+        ])
+        .envs(moto.env())
+        .output()
+        .unwrap();
+    assert!(!claim.status.success(), "the claim is still held");
 }
