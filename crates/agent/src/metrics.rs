@@ -18,16 +18,16 @@ pub struct Metrics {
     ready: Gauge,
     live: Gauge,
     check_ok: Family<Label, Gauge>,
-    head_block: Gauge,
+    head_block: FGauge,
     head_age: FGauge,
-    peers: Gauge,
-    sync_distance: Gauge,
-    reference_lag: Gauge,
-    highest_block: Gauge,
+    peers: FGauge,
+    sync_distance: FGauge,
+    reference_lag: FGauge,
+    highest_block: FGauge,
     sync_eta: FGauge,
     blocks_per_sec: FGauge,
-    disk_used: Gauge,
-    disk_free: Gauge,
+    disk_used: FGauge,
+    disk_free: FGauge,
     days_until_full: FGauge,
     client_up: Family<Label, Gauge>,
     client_restarts: Family<Label, Counter>,
@@ -74,32 +74,32 @@ impl Metrics {
             head_block: reg!(
                 "head_block",
                 "Execution client's latest block number",
-                Gauge::default()
+                FGauge::default()
             ),
             head_age: reg!(
                 "head_age_seconds",
                 "Age of the latest block",
                 FGauge::default()
             ),
-            peers: reg!("peers", "Execution client's peer count", Gauge::default()),
+            peers: reg!("peers", "Execution client's peer count", FGauge::default()),
             sync_distance: reg!(
                 "consensus_sync_distance_slots",
                 "Consensus client's sync distance",
-                Gauge::default()
+                FGauge::default()
             ),
             reference_lag: reg!(
                 "reference_lag_blocks",
                 "Blocks behind the reference RPC",
-                Gauge::default()
+                FGauge::default()
             ),
             highest_block: reg!(
                 "sync_highest_block",
                 "Highest block the execution client knows of",
-                Gauge::default()
+                FGauge::default()
             ),
             sync_eta: reg!(
                 "sync_eta_seconds",
-                "Estimated seconds until synced (0 when synced)",
+                "Estimated seconds until synced (0 when synced, NaN when unknown)",
                 FGauge::default()
             ),
             blocks_per_sec: reg!(
@@ -110,12 +110,12 @@ impl Metrics {
             disk_used: reg!(
                 "disk_used_bytes",
                 "Bytes used on the data volume",
-                Gauge::default()
+                FGauge::default()
             ),
             disk_free: reg!(
                 "disk_free_bytes",
                 "Bytes free on the data volume",
-                Gauge::default()
+                FGauge::default()
             ),
             days_until_full: reg!(
                 "disk_days_until_full",
@@ -199,6 +199,9 @@ impl Metrics {
 
     /// Copies a health snapshot into the gauges.
     pub(crate) fn observe(&self, s: &Status) {
+        // A value the agent does not know now is NaN, never the last one it knew: a dead execution client
+        // must not keep reporting a 3-second-old head.
+        let known = |v: Option<f64>| v.unwrap_or(f64::NAN);
         self.ready.set(i64::from(s.ready));
         self.live.set(i64::from(s.live));
         for c in &s.checks {
@@ -206,31 +209,27 @@ impl Metrics {
                 .get_or_create(&[("check", c.name.into())])
                 .set(i64::from(c.ok));
         }
-        if let Some(h) = &s.head {
-            self.head_block.set(h.number as i64);
-            self.head_age.set(h.age_secs as f64);
-        }
-        if let Some(p) = s.peers {
-            self.peers.set(p as i64);
-        }
-        if let Some(d) = s.consensus_sync_distance {
-            self.sync_distance.set(d as i64);
-        }
-        if let Some(l) = s.reference_lag {
-            self.reference_lag.set(l);
-        }
-        if let Some(h) = s.sync.highest_block {
-            self.highest_block.set(h as i64);
-        }
-        self.sync_eta.set(s.sync.eta_secs.unwrap_or(0.0));
-        self.blocks_per_sec
-            .set(s.sync.blocks_per_sec.unwrap_or(0.0));
-        if let Some(d) = &s.disk {
-            self.disk_used.set(d.used_bytes as i64);
-            self.disk_free.set(d.free_bytes as i64);
-            self.days_until_full
-                .set(d.days_until_full.unwrap_or(f64::INFINITY));
-        }
+        self.head_block
+            .set(known(s.head.as_ref().map(|h| h.number as f64)));
+        self.head_age
+            .set(known(s.head.as_ref().map(|h| h.age_secs as f64)));
+        self.peers.set(known(s.peers.map(|p| p as f64)));
+        self.sync_distance
+            .set(known(s.consensus_sync_distance.map(|d| d as f64)));
+        self.reference_lag
+            .set(known(s.reference_lag.map(|l| l as f64)));
+        self.highest_block
+            .set(known(s.sync.highest_block.map(|h| h as f64)));
+        self.sync_eta.set(known(s.sync.eta_secs));
+        self.blocks_per_sec.set(known(s.sync.blocks_per_sec));
+        let disk = s.disk.as_ref();
+        self.disk_used.set(known(disk.map(|d| d.used_bytes as f64)));
+        self.disk_free.set(known(disk.map(|d| d.free_bytes as f64)));
+        // Known growth that is not positive: never full (+Inf); growth not known yet: NaN.
+        self.days_until_full.set(known(disk.and_then(|d| {
+            d.days_until_full
+                .or(d.growth_bytes_per_day.map(|_| f64::INFINITY))
+        })));
     }
 
     /// The text exposition.

@@ -25,7 +25,7 @@ pub struct Sinks {
     latency: Family<Label, FGauge>,
     errors: Family<Label, Counter>,
     excluded: Family<Label, Gauge>,
-    reference_head: Gauge,
+    reference_head: FGauge,
     jsonl: Option<PathBuf>,
     cloudwatch: Option<(CloudWatch, String)>,
 }
@@ -81,7 +81,7 @@ impl Sinks {
             reference_head: reg!(
                 "reference_head_block",
                 "The references' median head",
-                Gauge::default()
+                FGauge::default()
             ),
             registry,
             jsonl,
@@ -89,25 +89,32 @@ impl Sinks {
         }
     }
 
-    /// Updates the gauges.
+    /// Updates the gauges. What this round did not learn is absent (series removed) or NaN, never the
+    /// value of an earlier round: an unreachable node has no lag, not its last one.
     pub fn observe(&self, r: &RoundResult) {
-        if let Some(h) = r.reference_head {
-            self.reference_head.set(h as i64);
+        self.reference_head
+            .set(r.reference_head.map_or(f64::NAN, |h| h as f64));
+        fn set_or_remove<T: Copy>(
+            family: &Family<Label, Gauge>,
+            l: &Label,
+            v: Option<T>,
+            f: impl Fn(T) -> i64,
+        ) {
+            match v {
+                Some(v) => {
+                    family.get_or_create(l).set(f(v));
+                }
+                None => {
+                    family.remove(l);
+                }
+            }
         }
         for n in &r.nodes {
             let l = [("endpoint", n.url.clone())];
-            if let Some(lag) = n.lag {
-                self.lag.get_or_create(&l).set(lag);
-            }
-            if let Some(h) = n.head {
-                self.head.get_or_create(&l).set(h as i64);
-            }
-            if let Some(a) = n.head_age_secs {
-                self.head_age.get_or_create(&l).set(a as i64);
-            }
-            if let Some(a) = n.hash_agrees {
-                self.agrees.get_or_create(&l).set(i64::from(a));
-            }
+            set_or_remove(&self.lag, &l, n.lag, |v| v);
+            set_or_remove(&self.head, &l, n.head, |v| v as i64);
+            set_or_remove(&self.head_age, &l, n.head_age_secs, |v| v as i64);
+            set_or_remove(&self.agrees, &l, n.hash_agrees, i64::from);
             self.alarm.get_or_create(&l).set(i64::from(n.alarm));
             self.latency.get_or_create(&l).set(n.latency_ms / 1e3);
             if n.verdict == Verdict::Unreachable {
@@ -116,9 +123,7 @@ impl Sinks {
         }
         for x in &r.references {
             let l = [("endpoint", x.url.clone())];
-            if let Some(h) = x.head {
-                self.head.get_or_create(&l).set(h as i64);
-            }
+            set_or_remove(&self.head, &l, x.head, |v| v as i64);
             self.latency.get_or_create(&l).set(x.latency_ms / 1e3);
             self.excluded
                 .get_or_create(&l)
@@ -231,4 +236,60 @@ pub fn cloudwatch_data(r: &RoundResult, stack: &str) -> Vec<Datum> {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::round::{NodeResult, ReferenceResult};
+
+    fn round(lag: Option<i64>, head: Option<u64>, verdict: Verdict) -> RoundResult {
+        RoundResult {
+            ts: 1,
+            reference_head: head.map(|_| 110),
+            references: vec![ReferenceResult {
+                url: "https://ref.example".into(),
+                ok: head.is_some(),
+                head: head.map(|_| 110),
+                latency_ms: 1.0,
+                excluded: None,
+                error: None,
+            }],
+            nodes: vec![NodeResult {
+                url: "http://10.0.1.2:8545".into(),
+                head,
+                lag,
+                head_age_secs: head.map(|_| 3),
+                hash_agrees: head.map(|_| true),
+                verdict,
+                alarm: false,
+                latency_ms: 1.0,
+                error: None,
+            }],
+            duration_ms: 2.0,
+        }
+    }
+
+    #[test]
+    fn what_a_round_did_not_learn_is_absent_not_stale() {
+        let sinks = Sinks::new(None, None);
+        sinks.observe(&round(Some(2), Some(108), Verdict::Behind));
+        let before = sinks.render();
+        assert!(
+            before.contains("ethnode_monitor_lag_blocks{endpoint=\"http://10.0.1.2:8545\"} 2"),
+            "{before}"
+        );
+        sinks.observe(&round(None, None, Verdict::Unreachable));
+        let after = sinks.render();
+        assert!(!after.contains("ethnode_monitor_lag_blocks{"), "{after}");
+        assert!(!after.contains("ethnode_monitor_head_block{"), "{after}");
+        assert!(
+            !after.contains("ethnode_monitor_head_age_seconds{"),
+            "{after}"
+        );
+        assert!(
+            after.contains("ethnode_monitor_reference_head_block NaN"),
+            "{after}"
+        );
+    }
 }

@@ -12,16 +12,22 @@ pub(crate) enum ConfigCmd {
         /// Print JSON instead of TOML.
         #[arg(long)]
         json: bool,
+        /// Print agent.admin_token and the URLs' paths and queries (API keys) as they are.
+        #[arg(long)]
+        show_secrets: bool,
     },
 }
 
 impl ConfigCmd {
     pub(crate) fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
-        let ConfigCmd::Check { json } = self;
-        let (config, source) = match g.load_config() {
+        let ConfigCmd::Check { json, show_secrets } = self;
+        let (mut config, source) = match g.load_config() {
             Ok(v) => v,
             Err(e) => return Ok(config_failure(&e)),
         };
+        if !show_secrets {
+            redact(&mut config);
+        }
         if json {
             println!("{}", serde_json::to_string_pretty(&config)?);
         } else {
@@ -35,5 +41,27 @@ impl ConfigCmd {
         }
         eprintln!("config ok");
         Ok(ExitCode::SUCCESS)
+    }
+}
+
+/// The config as it may be shown: the admin token hidden, URLs cut to scheme://host (their paths and
+/// queries are where providers put API keys). `${VAR}` templates are shown as written: they hold no key.
+fn redact(c: &mut ethnode_config::Config) {
+    let url = |u: &str| {
+        if u.contains("${") {
+            u.to_owned()
+        } else {
+            ethnode_config::redact_url(u)
+        }
+    };
+    if c.agent.admin_token.is_some() {
+        c.agent.admin_token = Some("<hidden: --show-secrets shows it>".into());
+    }
+    c.readiness.reference_rpc = c.readiness.reference_rpc.as_deref().map(url);
+    c.consensus.checkpoint_sync_url = c.consensus.checkpoint_sync_url.as_deref().map(url);
+    for list in [&mut c.monitor.references, &mut c.monitor.nodes] {
+        for u in list.iter_mut() {
+            *u = url(u);
+        }
     }
 }

@@ -386,3 +386,48 @@ async fn client_output_with_invalid_utf8_and_endless_lines_keeps_flowing() {
         "a line longer than the bound was passed on"
     );
 }
+
+/// A value the agent no longer knows is NaN in /metrics, never its last good value: anvil frozen
+/// (SIGSTOP, alive but silent) leaves the head unknown.
+#[tokio::test]
+async fn unknown_values_are_nan_not_stale() {
+    let node = DevNode::new("");
+    let _agent = node.agent(&[]);
+    let status = node.wait_ready(Duration::from_secs(30)).await;
+    let anvil = status["clients"][0]["pid"].as_u64().unwrap() as i32;
+    let value = |m: &str, name: &str| -> Option<String> {
+        m.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .map(|l| l.rsplit(' ').next().unwrap().to_string())
+    };
+    let m = get_text(&node.api("/metrics")).await.unwrap();
+    let age: f64 = value(&m, "ethnode_head_age_seconds")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(age.is_finite(), "{m}");
+    let pid = nix::unistd::Pid::from_raw(anvil);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let m = wait_for("head unknown", Duration::from_secs(30), || async {
+        let m = get_text(&node.api("/metrics")).await?;
+        (value(&m, "ethnode_head_age_seconds")?.as_str() == "NaN").then_some(m)
+    })
+    .await;
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert_eq!(
+        value(&m, "ethnode_head_block").as_deref(),
+        Some("NaN"),
+        "{m}"
+    );
+    assert_eq!(value(&m, "ethnode_ready").as_deref(), Some("0"), "{m}");
+    // Known again once anvil answers.
+    wait_for("head known again", Duration::from_secs(30), || async {
+        let m = get_text(&node.api("/metrics")).await?;
+        value(&m, "ethnode_head_age_seconds")?
+            .parse::<f64>()
+            .ok()?
+            .is_finite()
+            .then_some(())
+    })
+    .await;
+}

@@ -172,3 +172,69 @@ async fn config_check_prints_resolved_config_or_errors() {
         "{text}"
     );
 }
+
+/// A planted key and token appear on no surface: `config check`, the agent's log, `/status`,
+/// `/health/ready`, `/metrics` — even when the reference that carries the key fails and its transport
+/// error quotes the URL.
+#[tokio::test]
+async fn a_planted_secret_surfaces_nowhere() {
+    const KEY: &str = "PLANTEDKEY0123456789abcdef";
+    const TOKEN: &str = "PLANTED-ADMIN-TOKEN-42";
+    let node = crate::harness::DevNode::new("");
+    let dead = crate::harness::free_port();
+    let env = vec![
+        (
+            "ETHNODE_READINESS_REFERENCE_RPC",
+            format!("http://127.0.0.1:{dead}/v3/{KEY}"),
+        ),
+        ("ETHNODE_AGENT_ADMIN_TOKEN", TOKEN.to_string()),
+    ];
+    let cfg = node.config.to_str().unwrap().to_string();
+    let (code, out, err) = crate::harness::run_ethnode(
+        node.dir.path(),
+        &["config", "check", "--config", &cfg],
+        &env,
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(!out.contains(KEY) && !out.contains(TOKEN), "{out}");
+    assert!(out.contains("--show-secrets"), "{out}");
+    let (_, shown, _) = crate::harness::run_ethnode(
+        node.dir.path(),
+        &["config", "check", "--show-secrets", "--config", &cfg],
+        &env,
+    )
+    .await;
+    assert!(
+        shown.contains(KEY) && shown.contains(TOKEN),
+        "--show-secrets shows them: {shown}"
+    );
+
+    let agent = node.agent(&env);
+    // The failing reference is reported (and skipped) in /status.
+    let status =
+        crate::harness::wait_for("the reference failing", Duration::from_secs(30), || async {
+            let (_, s) = crate::harness::get_json(&node.api("/status")).await?;
+            s["checks"].as_array()?.iter().find(|c| {
+                c["name"] == serde_json::json!("reference_lag")
+                    && c["detail"].as_str().is_some_and(|d| d.contains("failing"))
+            })?;
+            Some(s)
+        })
+        .await;
+    let ready = crate::harness::get_text(&node.api("/health/ready"))
+        .await
+        .unwrap();
+    let metrics = crate::harness::get_text(&node.api("/metrics"))
+        .await
+        .unwrap();
+    for (surface, text) in [
+        ("/status", status.to_string()),
+        ("/health/ready", ready),
+        ("/metrics", metrics),
+        ("log", agent.stderr_text()),
+    ] {
+        assert!(!text.contains(KEY), "{surface} shows the key: {text}");
+        assert!(!text.contains(TOKEN), "{surface} shows the token: {text}");
+    }
+}
