@@ -117,13 +117,14 @@ fn ms(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e6).round() / 1e3
 }
 
-/// Judges one round. `ahead_hashes[i]` is node i's own block at the reference head, asked only when the
-/// node is ahead of it; `seen` holds the references' block hashes by number from this and earlier
+/// Judges one round. `ahead_hashes[i]` is node i's own block hash at a height the references reached,
+/// with that height, asked only when the node is ahead of them (compared at that same height: the
+/// references' head after exclusion may differ from the height it was asked at); `seen` holds the references' block hashes by number from this and earlier
 /// rounds (updated here), which is how a node behind is compared without asking a paid reference again.
 pub fn evaluate(
     nodes: &[(String, Answer)],
     references: &[(String, Answer)],
-    ahead_hashes: &[Option<String>],
+    ahead_hashes: &[Option<(u64, String)>],
     seen: &mut BTreeMap<u64, String>,
     alarms: &mut HashMap<String, AlarmState>,
     cfg: &MonitorSection,
@@ -208,8 +209,7 @@ pub fn evaluate(
                         .get(i)
                         .cloned()
                         .flatten()
-                        .zip(seen.get(&r))
-                        .map(|(ours, theirs)| &ours == theirs),
+                        .and_then(|(height, ours)| seen.get(&height).map(|theirs| &ours == theirs)),
                     _ => seen.get(&h.number).map(|theirs| *theirs == h.hash),
                 };
                 n.verdict = match (reference_head, n.hash_agrees, n.lag) {
@@ -221,11 +221,17 @@ pub fn evaluate(
             }
         }
         let bad = match n.verdict {
-            Verdict::Unreachable | Verdict::Forked => true,
-            Verdict::Behind => n.lag.unwrap_or(0) >= cfg.alarm_lag_blocks as i64,
-            Verdict::AtHead | Verdict::NoReference => false,
+            Verdict::Unreachable | Verdict::Forked => Some(true),
+            Verdict::Behind => Some(n.lag.unwrap_or(0) >= cfg.alarm_lag_blocks as i64),
+            Verdict::AtHead => Some(false),
+            // Silent references say nothing about us either way: the alarm holds as it was.
+            Verdict::NoReference => None,
         };
-        n.alarm = alarms.entry(key).or_default().update(bad, cfg);
+        let alarm = alarms.entry(key).or_default();
+        n.alarm = match bad {
+            Some(bad) => alarm.update(bad, cfg),
+            None => alarm.on,
+        };
         out_nodes.push(n);
     }
     RoundResult {
@@ -268,6 +274,32 @@ impl Monitor {
         })
     }
 
+    /// Replaces the node list (re-resolved each round: replaced nodes come and go). Clients of nodes still
+    /// listed are kept; the alarm state of nodes no longer listed is dropped.
+    pub fn set_nodes(&mut self, nodes: &[String]) -> Result<(), String> {
+        if self.nodes.iter().map(|(u, _)| u).eq(nodes.iter()) {
+            return Ok(());
+        }
+        let timeout = Duration::from_millis(self.cfg.timeout_ms);
+        let mut next = Vec::with_capacity(nodes.len());
+        for url in nodes {
+            let client = match self.nodes.iter().find(|(u, _)| u == url) {
+                Some((_, p)) => p.clone(),
+                None => probe::client(url, timeout)?,
+            };
+            next.push((url.clone(), client));
+        }
+        let keep: std::collections::HashSet<String> = nodes.iter().map(|u| redact_url(u)).collect();
+        self.alarms.retain(|k, _| keep.contains(k));
+        self.nodes = next;
+        Ok(())
+    }
+
+    /// The node URLs watched now.
+    pub fn nodes(&self) -> Vec<String> {
+        self.nodes.iter().map(|(u, _)| u.clone()).collect()
+    }
+
     /// One round: every endpoint once, in parallel, each bounded by the timeout.
     pub async fn round(&mut self) -> RoundResult {
         let started = std::time::Instant::now();
@@ -302,7 +334,7 @@ impl Monitor {
                     .await
                     .head
                     .ok()
-                    .map(|b| b.hash),
+                    .map(|b| (r, b.hash)),
                 _ => None,
             };
             ahead.push(hash);
@@ -439,7 +471,7 @@ mod tests {
         let ahead = evaluate(
             &[("http://n/".into(), ans(104, "0xddd", 0))],
             &refs(102, "0xccc"),
-            &[Some("0xccc".into())],
+            &[Some((102, "0xccc".into()))],
             &mut seen,
             &mut alarms,
             &cfg(),
@@ -448,6 +480,24 @@ mod tests {
         assert_eq!(ahead.nodes[0].lag, Some(-2));
         assert_eq!(ahead.nodes[0].verdict, Verdict::AtHead);
         assert_eq!(ahead.nodes[0].hash_agrees, Some(true));
+        // The hash was fetched at the height of all references' median (102) while a lagging reference's
+        // exclusion moves the head used for lags to 103: the comparison stays at 102, not "forked".
+        let refs3 = vec![
+            ("https://r1/".to_string(), ans(103, "0xeee", 0)),
+            ("https://r2/".to_string(), ans(102, "0xccc", 0)),
+            ("https://r3/".to_string(), ans(90, "0xold", 0)),
+        ];
+        let excluded = evaluate(
+            &[("http://n/".into(), ans(104, "0xddd", 0))],
+            &refs3,
+            &[Some((102, "0xccc".into()))],
+            &mut seen,
+            &mut alarms,
+            &cfg(),
+            0,
+        );
+        assert_eq!(excluded.nodes[0].hash_agrees, Some(true), "{excluded:?}");
+        assert_eq!(excluded.nodes[0].verdict, Verdict::AtHead);
     }
 
     #[test]
@@ -505,5 +555,58 @@ mod tests {
         assert_eq!(r.nodes[0].lag, None);
         assert_eq!(r.nodes[0].verdict, Verdict::NoReference);
         assert!(!r.nodes[0].alarm);
+    }
+
+    #[test]
+    fn an_alarm_holds_while_the_references_are_silent() {
+        let mut seen = BTreeMap::new();
+        let mut alarms = HashMap::new();
+        let mut round = |node: u64, reference: Option<u64>| {
+            let r = match reference {
+                Some(h) => ans(h, "0xr", 0),
+                None => down(),
+            };
+            evaluate(
+                &[("http://n/".into(), ans(node, "0xr", 0))],
+                &[("https://r/".into(), r)],
+                &[None],
+                &mut seen,
+                &mut alarms,
+                &cfg(),
+                0,
+            )
+            .nodes[0]
+                .alarm
+        };
+        // Far behind for enough rounds: on.
+        let on = (0..5).map(|_| round(10, Some(100))).last().unwrap();
+        assert!(on);
+        // The references go silent for longer than clear_rounds: the alarm stays on.
+        for _ in 0..5 {
+            assert!(
+                round(10, None),
+                "an alarm cleared while no reference answered"
+            );
+        }
+        // They answer again and we are at head: it clears after clear_rounds good rounds.
+        let cleared = (0..5).map(|_| round(100, Some(100))).last().unwrap();
+        assert!(!cleared);
+    }
+
+    #[test]
+    fn a_new_node_list_replaces_the_old_and_forgets_gone_nodes_alarms() {
+        let old = "http://10.0.1.2:8545/".to_string();
+        let new = "http://10.0.1.3:8545/".to_string();
+        let mut m = Monitor::new(cfg(), std::slice::from_ref(&old), &[]).unwrap();
+        m.alarms.insert(redact_url(&old), AlarmState::default());
+        m.set_nodes(&[old.clone(), new.clone()]).unwrap();
+        assert_eq!(m.nodes(), vec![old.clone(), new.clone()]);
+        assert!(m.alarms.contains_key(&redact_url(&old)));
+        m.set_nodes(std::slice::from_ref(&new)).unwrap();
+        assert_eq!(m.nodes(), vec![new]);
+        assert!(
+            m.alarms.is_empty(),
+            "the replaced node's alarm state is gone"
+        );
     }
 }

@@ -90,12 +90,9 @@ async fn endpoints(
     if nodes.is_empty()
         && let Some(name) = &config.dns.name
     {
-        let addrs = tokio::net::lookup_host((name.as_str(), config.ports.http))
-            .await
-            .map_err(|e| anyhow::anyhow!("no nodes given and {name} does not resolve ({e}); set monitor.nodes or pass --node"))?;
-        nodes = addrs.map(|a| format!("http://{a}/")).collect();
-        nodes.sort();
-        nodes.dedup();
+        nodes = dns_nodes(name, config.ports.http).await.map_err(|e| {
+            anyhow::anyhow!("no nodes given and {e}; set monitor.nodes or pass --node")
+        })?;
     }
     anyhow::ensure!(
         !nodes.is_empty(),
@@ -109,6 +106,37 @@ async fn endpoints(
         );
     }
     Ok((nodes, refs))
+}
+
+/// Every address `name` resolves to, as node URLs (sorted).
+async fn dns_nodes(name: &str, port: u16) -> Result<Vec<String>, String> {
+    let addrs = tokio::net::lookup_host((name, port))
+        .await
+        .map_err(|e| format!("{name} does not resolve ({e})"))?;
+    let mut nodes: Vec<String> = addrs.map(|a| format!("http://{a}/")).collect();
+    nodes.sort();
+    nodes.dedup();
+    Ok(nodes)
+}
+
+/// Before each round: when the nodes come from `dns.name`, resolve it again, so that a replaced node is
+/// watched and a gone one is not counted unreachable for hours. A failed lookup keeps the last list.
+async fn refresh_nodes(config: &Config, from_dns: bool, monitor: &mut Monitor) {
+    let (true, Some(name)) = (from_dns, &config.dns.name) else {
+        return;
+    };
+    match dns_nodes(name, config.ports.http).await {
+        Ok(nodes) if !nodes.is_empty() => {
+            if nodes != monitor.nodes() {
+                tracing::info!(nodes = ?nodes.iter().map(|u| redact_url(u)).collect::<Vec<_>>(), "node list changed");
+            }
+            if let Err(e) = monitor.set_nodes(&nodes) {
+                tracing::warn!("keeping the node list: {e}");
+            }
+        }
+        Ok(_) => tracing::warn!("{name} resolves to nothing; keeping the last node list"),
+        Err(e) => tracing::warn!("{e}; keeping the last node list"),
+    }
 }
 
 async fn sinks_for(config: &Config) -> Sinks {
@@ -171,6 +199,7 @@ impl MonitorArgs {
             None => {}
         }
         let (nodes, refs) = endpoints(&config, &self.nodes, &self.references).await?;
+        let from_dns = config.monitor.nodes.is_empty() && self.nodes.is_empty();
         let mut monitor =
             Monitor::new(config.monitor.clone(), &nodes, &refs).map_err(anyhow::Error::msg)?;
         let sinks = Arc::new(sinks_for(&config).await);
@@ -212,6 +241,7 @@ impl MonitorArgs {
                 _ = tick.tick() => {}
                 _ = &mut shutdown => break,
             }
+            refresh_nodes(&config, from_dns, &mut monitor).await;
             let r = monitor.round().await;
             sinks.record(&r).await;
             print_round(&r, self.json);
@@ -282,14 +312,18 @@ fn report(config: &Config, a: ReportArgs) -> anyhow::Result<ExitCode> {
 /// The Lambda runtime loop: one round per event.
 async fn lambda(config: Config) -> anyhow::Result<ExitCode> {
     let (nodes, refs) = endpoints(&config, &[], &[]).await?;
+    let from_dns = config.monitor.nodes.is_empty();
+    let config = Arc::new(config);
     let monitor = Arc::new(tokio::sync::Mutex::new(
         Monitor::new(config.monitor.clone(), &nodes, &refs).map_err(anyhow::Error::msg)?,
     ));
     let sinks = Arc::new(sinks_for(&config).await);
     let handler = lambda_runtime::service_fn(
         move |event: lambda_runtime::LambdaEvent<serde_json::Value>| {
-            let (monitor, sinks) = (monitor.clone(), sinks.clone());
+            let (monitor, sinks, config) = (monitor.clone(), sinks.clone(), config.clone());
             async move {
+                // A warm Lambda keeps its monitor between invocations: look the nodes up again each time.
+                refresh_nodes(&config, from_dns, &mut *monitor.lock().await).await;
                 ethnode_monitor::handle_scheduled_event(&monitor, &sinks, &event.payload)
                     .await
                     .map_err(lambda_runtime::Error::from)
