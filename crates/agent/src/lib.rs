@@ -6,6 +6,7 @@
 //! DNS record removed, consensus client, then execution client, each with SIGTERM and a grace period.
 
 mod api;
+mod cloudwatch;
 mod dns;
 mod health;
 mod jwt;
@@ -15,6 +16,7 @@ mod prewarm;
 mod snapshot;
 mod supervisor;
 
+pub use cloudwatch::CLOUDWATCH_METRICS;
 pub use health::{Check, Disk, DnsState, Head, HostInfo, Status, SyncProgress};
 pub use metrics::Metrics;
 pub use prewarm::{Prewarm, PrewarmProgress, ReadAt, prewarm_dir, prewarm_source};
@@ -416,6 +418,12 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
 
     if config.snapshot.prewarm {
         background.push(tokio::spawn(prewarm::run(shared.clone())));
+    }
+    if config.agent.cloudwatch_secs > 0 {
+        background.push(tokio::spawn(cloudwatch::run(
+            shared.clone(),
+            Duration::from_secs(config.agent.cloudwatch_secs),
+        )));
     }
     if config.snapshot.auto {
         background.push(tokio::spawn(snapshot::auto(shared.clone())));

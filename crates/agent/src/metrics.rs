@@ -55,7 +55,7 @@ impl Metrics {
                 m
             }};
         }
-        Self {
+        let m = Self {
             ready: reg!(
                 "ready",
                 "1 when every readiness check passes",
@@ -158,7 +158,15 @@ impl Metrics {
                 Family::default()
             ),
             registry,
+        };
+        for reason in ["manual", "auto"] {
+            for result in ["ok", "failed"] {
+                let _ = m
+                    .snapshots
+                    .get_or_create(&[("reason", reason.to_owned()), ("result", result.to_owned())]);
+            }
         }
+        m
     }
 
     pub(crate) fn client_up(&self, client: &'static str, up: bool) {
@@ -177,6 +185,10 @@ impl Metrics {
         self.client_start_time
             .get_or_create(&[("client", client.into())])
             .set(unix as i64);
+        // Counters exist at 0 from the start, so that rate() and increase() see the first restart.
+        let _ = self
+            .client_restarts
+            .get_or_create(&[("client", client.into())]);
     }
 
     pub(crate) fn dns_registered(&self, yes: bool) {

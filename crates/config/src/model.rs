@@ -337,6 +337,9 @@ pub struct AgentSection {
     pub autoscaling_group: Option<String>,
     /// Seconds between instance-metadata checks of the lifecycle state.
     pub lifecycle_poll_secs: u64,
+    /// Seconds between pushes of the node's health to CloudWatch (namespace `Ethnode`, dimensions Stack
+    /// and Instance: Ready, Peers, HeadAgeSeconds, DaysUntilFull, ClientRestarts); 0: off.
+    pub cloudwatch_secs: u64,
 }
 
 impl Default for AgentSection {
@@ -353,6 +356,7 @@ impl Default for AgentSection {
             lifecycle_hook: None,
             autoscaling_group: None,
             lifecycle_poll_secs: 5,
+            cloudwatch_secs: 0,
         }
     }
 }

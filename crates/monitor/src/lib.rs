@@ -16,4 +16,4 @@ pub use lambda::handle_scheduled_event;
 pub use probe::{Answer, BlockHead};
 pub use report::{Summary, render_chart, summarize};
 pub use round::{AlarmState, Monitor, NodeResult, ReferenceResult, RoundResult, Verdict, evaluate};
-pub use sinks::{Sinks, cloudwatch_data, prometheus_text};
+pub use sinks::{CLOUDWATCH_METRICS, Sinks, cloudwatch_data, prometheus_text};

@@ -182,6 +182,15 @@ pub fn prometheus_text(registry: &Registry) -> String {
     out
 }
 
+/// The metric names the monitor sends to CloudWatch (the dashboard may name only these and the agent's).
+pub const CLOUDWATCH_METRICS: [&str; 5] = [
+    "MaxLagBlocks",
+    "UnreachableNodes",
+    "LagBlocks",
+    "HeadAgeSeconds",
+    "Unreachable",
+];
+
 /// The round as CloudWatch values: per node LagBlocks, HeadAgeSeconds and Unreachable, dimensions Stack
 /// and Node (the node's URL without path); and per stack MaxLagBlocks and UnreachableNodes, which the
 /// stack's alarms watch (nodes come and go; the stack stays). A round with no lag figure sends no

@@ -431,3 +431,57 @@ async fn unknown_values_are_nan_not_stale() {
     })
     .await;
 }
+
+/// The agent's own health reaches CloudWatch (moto) for the stack's dashboard: Ready and friends with
+/// dimensions Stack and Instance.
+#[tokio::test]
+async fn the_agent_pushes_its_health_to_cloudwatch() {
+    let moto = Moto::start().await;
+    let node = DevNode::new("");
+    let mut env = moto.env();
+    env.extend([
+        ("ETHNODE_AGENT_CLOUDWATCH_SECS", "1".to_string()),
+        ("ETHNODE_AWS_STACK_NAME", "cw".to_string()),
+    ]);
+    let _agent = node.agent(&env);
+    node.wait_ready(Duration::from_secs(30)).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let stat = |metric: &str| {
+        moto.aws(&[
+            "cloudwatch",
+            "get-metric-statistics",
+            "--namespace",
+            "Ethnode",
+            "--metric-name",
+            metric,
+            "--dimensions",
+            "Name=Stack,Value=cw",
+            "Name=Instance,Value=local",
+            "--start-time",
+            &(now - 600).to_string(),
+            "--end-time",
+            &(now + 600).to_string(),
+            "--period",
+            "60",
+            "--statistics",
+            "Maximum",
+        ])["Datapoints"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let ready = wait_for("Ready = 1 in CloudWatch", Duration::from_secs(30), || async {
+        let points = stat("Ready");
+        points
+            .iter()
+            .any(|p| p["Maximum"] == serde_json::json!(1.0))
+            .then_some(points)
+    })
+    .await;
+    assert!(!ready.is_empty());
+    assert!(!stat("ClientRestarts").is_empty());
+    assert!(!stat("HeadAgeSeconds").is_empty());
+}

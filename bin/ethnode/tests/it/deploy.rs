@@ -941,3 +941,123 @@ fn aws_smoke_script_refuses_without_consent_and_names_what_it_needs() {
     assert_eq!(code, Some(2));
     assert!(err.contains("set ETHNODE_SMOKE_VPC"), "{err}");
 }
+
+/// Every metric a dashboard names is one ethnode exports: the CloudWatch dashboard in the template
+/// against what the agent and the monitor send (and the log metric filter's ClientGaveUp); the Grafana
+/// dashboard against the Prometheus text of a running agent and of the monitor.
+#[tokio::test]
+async fn dashboards_name_only_exported_metrics() {
+    let template =
+        std::fs::read_to_string(root().join("deploy/cloudformation/ethnode.yml")).unwrap();
+    let body = template
+        .split("DashboardBody: !Sub |\n")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .replace("${AWS::Region}", "us-east-1")
+        .replace("${AWS::StackName}", "s");
+    let dashboard: Value = serde_json::from_str(&body).expect("the dashboard body is JSON");
+    let mut named = BTreeSet::new();
+    for w in dashboard["widgets"].as_array().unwrap() {
+        for m in w["properties"]["metrics"].as_array().unwrap() {
+            let m = m.as_array().unwrap();
+            if let Some(expr) = m[0]["expression"].as_str() {
+                let name = expr
+                    .split("MetricName=\"")
+                    .nth(1)
+                    .unwrap()
+                    .split('"')
+                    .next()
+                    .unwrap();
+                named.insert(name.to_string());
+            } else {
+                assert_eq!(m[0], json!("Ethnode"));
+                named.insert(m[1].as_str().unwrap().to_string());
+            }
+        }
+    }
+    let mut sent: BTreeSet<String> = ethnode_agent::CLOUDWATCH_METRICS
+        .iter()
+        .chain(ethnode_monitor::CLOUDWATCH_METRICS.iter())
+        .map(|s| s.to_string())
+        .collect();
+    sent.insert("ClientGaveUp".into());
+    let unknown: Vec<_> = named.difference(&sent).collect();
+    assert!(
+        unknown.is_empty(),
+        "the CloudWatch dashboard names {unknown:?}"
+    );
+    assert!(named.len() >= 8, "{named:?}");
+
+    // Prometheus: a running agent's /metrics, and the monitor's after a round.
+    let node = DevNode::new("");
+    let _agent = node.agent(&[]);
+    node.wait_ready(Duration::from_secs(30)).await;
+    let mut exported = get_text(&node.api("/metrics")).await.unwrap();
+    let sinks = ethnode_monitor::Sinks::new(None, None);
+    sinks.observe(&ethnode_monitor::RoundResult {
+        ts: 1,
+        reference_head: Some(10),
+        references: vec![ethnode_monitor::ReferenceResult {
+            url: "https://r".into(),
+            ok: true,
+            head: Some(10),
+            latency_ms: 1.0,
+            excluded: None,
+            error: None,
+        }],
+        nodes: vec![ethnode_monitor::NodeResult {
+            url: "http://n".into(),
+            head: Some(9),
+            lag: Some(1),
+            head_age_secs: Some(3),
+            hash_agrees: Some(true),
+            verdict: ethnode_monitor::Verdict::Behind,
+            alarm: false,
+            latency_ms: 1.0,
+            error: None,
+        }],
+        duration_ms: 1.0,
+    });
+    exported.push_str(&sinks.render());
+    // Declared families count too (a counter with no sample yet is still exported): `# TYPE name counter`
+    // stands for `name_total`.
+    let mut names: BTreeSet<String> = exported
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| l.split(['{', ' ']).next().unwrap().to_string())
+        .collect();
+    for l in exported.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let mut parts = l.split(' ');
+        let (name, kind) = (parts.next().unwrap(), parts.next().unwrap_or(""));
+        names.insert(if kind == "counter" {
+            format!("{name}_total")
+        } else {
+            name.to_string()
+        });
+    }
+    let grafana =
+        std::fs::read_to_string(root().join("deploy/dashboards/grafana-ethnode.json")).unwrap();
+    let grafana: Value = serde_json::from_str(&grafana).unwrap();
+    let mut used = BTreeSet::new();
+    for p in grafana["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().unwrap() {
+            let expr = t["expr"].as_str().unwrap();
+            for (i, _) in expr.match_indices("ethnode_") {
+                let name: String = expr[i..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                used.insert(name);
+            }
+        }
+    }
+    let missing: Vec<_> = used.difference(&names).collect();
+    assert!(
+        missing.is_empty(),
+        "Grafana names {missing:?}; exported: {names:?}"
+    );
+    assert!(used.len() >= 10, "{used:?}");
+}
