@@ -473,13 +473,17 @@ async fn the_agent_pushes_its_health_to_cloudwatch() {
             .cloned()
             .unwrap_or_default()
     };
-    let ready = wait_for("Ready = 1 in CloudWatch", Duration::from_secs(30), || async {
-        let points = stat("Ready");
-        points
-            .iter()
-            .any(|p| p["Maximum"] == serde_json::json!(1.0))
-            .then_some(points)
-    })
+    let ready = wait_for(
+        "Ready = 1 in CloudWatch",
+        Duration::from_secs(30),
+        || async {
+            let points = stat("Ready");
+            points
+                .iter()
+                .any(|p| p["Maximum"] == serde_json::json!(1.0))
+                .then_some(points)
+        },
+    )
     .await;
     assert!(!ready.is_empty());
     assert!(!stat("ClientRestarts").is_empty());

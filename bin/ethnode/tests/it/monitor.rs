@@ -524,3 +524,86 @@ async fn status_shows_the_lag_line_when_a_monitor_is_configured() {
         "{out}"
     );
 }
+
+/// A JSON-RPC proxy in front of `upstream` that counts the requests it forwards.
+async fn counting_proxy(
+    upstream: String,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    let http = reqwest::Client::new();
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::post(move |body: String| {
+            let (c, http, upstream) = (c.clone(), http.clone(), upstream.clone());
+            async move {
+                c.fetch_add(1, Ordering::SeqCst);
+                let r = http
+                    .post(&upstream)
+                    .header("content-type", "application/json")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                (
+                    [("content-type", "application/json")],
+                    r.text().await.unwrap(),
+                )
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}/"), count)
+}
+
+/// "At most one request per reference per round", counted at the reference: a paid provider sees one
+/// call a round even when a node is ahead of it (its hash at the reference's height is asked of the
+/// node, which costs nothing).
+#[tokio::test]
+async fn a_reference_gets_one_request_per_round() {
+    let parent = Anvil::start(&["--no-mining"]).await;
+    parent.mine(100).await;
+    let reference = Anvil::fork(&parent).await;
+    parent.mine(3).await;
+    let (proxy, count) = counting_proxy(reference.url.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let (code, out, err) = run_ethnode(
+        dir.path(),
+        &[
+            "monitor",
+            "--rounds",
+            "3",
+            "--json",
+            "--node",
+            &parent.url,
+            "--reference",
+            &proxy,
+        ],
+        &[
+            ("ETHNODE_MONITOR_INTERVAL_SECS", "1".into()),
+            ("ETHNODE_MONITOR_LISTEN", listen),
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let rounds: Vec<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rounds.len(), 3, "{out}");
+    // The node is 3 ahead on the same chain: compared through its own block, at head, not forked.
+    for r in &rounds {
+        assert_eq!(r["nodes"][0]["lag"], json!(-3), "{r}");
+        assert_eq!(r["nodes"][0]["verdict"], json!("at-head"), "{r}");
+    }
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        3,
+        "one request per round at the reference"
+    );
+}

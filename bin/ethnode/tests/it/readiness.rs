@@ -37,21 +37,63 @@ fn failing(status: &Value) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn mainnet_readiness_reads_the_beacon_api_and_the_execution_client() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+/// `reth` for the tests: Reth's `--http.port P` becomes a proxy on P in front of a real anvil that also
+/// answers `net_peerCount` (which anvil lacks) with 3, so that the peers check can pass.
+const RETH_WITH_PEERS: &str = r#"
+import json, subprocess, sys, urllib.request
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, inner, anvil = int(sys.argv[sys.argv.index("--http.port") + 1]), int(sys.argv[1]), sys.argv[2]
+subprocess.Popen([anvil, "--port", str(inner), "--host", "127.0.0.1", "--block-time", "1"], stdout=subprocess.DEVNULL)
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a): pass
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        req = json.loads(body)
+        if isinstance(req, dict) and req.get("method") == "net_peerCount":
+            data = json.dumps({"jsonrpc": "2.0", "id": req.get("id"), "result": "0x3"}).encode()
+        else:
+            try:
+                r = urllib.request.urlopen(urllib.request.Request(f"http://127.0.0.1:{inner}/", body, {"Content-Type": "application/json"}), timeout=5)
+                data = r.read()
+            except Exception:
+                self.send_response(502); self.end_headers(); return
+        self.send_response(200); self.send_header("Content-Type", "application/json"); self.end_headers()
+        self.wfile.write(data)
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+"#;
+
+/// A mainnet-profile node in `d`: `reth` (anvil, optionally behind the peers proxy), the beacon stand-in
+/// reading `d/beacon-state`, and the config. Returns the config path and the agent's port.
+fn mainnet_node(
+    d: &std::path::Path,
+    min_peers: u64,
+    with_peers: bool,
+) -> (std::path::PathBuf, u16) {
     let state = d.join("beacon-state");
     std::fs::write(&state, "0 0").unwrap();
     std::fs::write(d.join("beacon.py"), BEACON).unwrap();
-    // `reth node … --http.port P …` → anvil on P with a block a second.
-    script(
-        &d.join("reth"),
-        &format!(
-            "while [ \"$1\" != --http.port ]; do shift; done\nexec {} --port \"$2\" --host 127.0.0.1 --block-time 1",
-            tool("anvil").display()
-        ),
-    );
+    if with_peers {
+        std::fs::write(d.join("reth.py"), RETH_WITH_PEERS).unwrap();
+        script(
+            &d.join("reth"),
+            &format!(
+                "exec {} {} {} {} \"$@\"",
+                tool("python").display(),
+                d.join("reth.py").display(),
+                free_port(),
+                tool("anvil").display()
+            ),
+        );
+    } else {
+        // `reth node … --http.port P …` → anvil on P with a block a second.
+        script(
+            &d.join("reth"),
+            &format!(
+                "while [ \"$1\" != --http.port ]; do shift; done\nexec {} --port \"$2\" --host 127.0.0.1 --block-time 1",
+                tool("anvil").display()
+            ),
+        );
+    }
     script(
         &d.join("lighthouse"),
         &format!(
@@ -68,12 +110,53 @@ async fn mainnet_readiness_reads_the_beacon_api_and_the_execution_client() {
         format!(
             "[node]\ndata_dir = \"{dir}/data\"\n[execution]\nbinary = \"{dir}/reth\"\n\
              [consensus]\nbinary = \"{dir}/lighthouse\"\n{ports}\
-             [readiness]\ncheck_interval_secs = 1\nmax_head_age_secs = 10\nmin_peers = 0\n",
+             [readiness]\ncheck_interval_secs = 1\nmax_head_age_secs = 10\nmin_peers = {min_peers}\n",
             ports = mainnet_ports(http, consensus_http, agent),
             dir = d.display()
         ),
     )
     .unwrap();
+    (config, agent)
+}
+
+/// A mainnet-profile node (Reth and Lighthouse stand-ins over real HTTP) reaches ready == true: every
+/// check passes, `/health/ready` answers 200, and it falls out of ready when the consensus side lags.
+#[tokio::test]
+async fn a_mainnet_profile_node_becomes_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (config, agent) = mainnet_node(d, 1, true);
+    let _agent = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
+    let ready = format!("http://127.0.0.1:{agent}/health/ready");
+    let status = wait_for("ready", Duration::from_secs(40), || async {
+        let (code, s) = get_json(&ready).await?;
+        (code == 200).then_some(s)
+    })
+    .await;
+    assert!(failing(&status).is_empty(), "{status}");
+    let (_, status) = get_json(&format!("http://127.0.0.1:{agent}/status"))
+        .await
+        .unwrap();
+    assert_eq!(status["ready"], json!(true), "{status}");
+    assert_eq!(status["peers"], json!(3), "{status}");
+    std::fs::write(d.join("beacon-state"), "64 0").unwrap();
+    wait_for(
+        "not ready when consensus lags",
+        Duration::from_secs(15),
+        || async {
+            let (code, _) = get_json(&ready).await?;
+            (code == 503).then_some(())
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mainnet_readiness_reads_the_beacon_api_and_the_execution_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let state = d.join("beacon-state");
+    let (config, agent) = mainnet_node(d, 0, false);
     let _agent = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
     let status_url = format!("http://127.0.0.1:{agent}/status");
 

@@ -92,7 +92,14 @@ async fn registers_private_ip_at_start_and_removes_it_on_graceful_stop() {
     agent.signal(Signal::SIGTERM);
     let exit = agent.wait(Duration::from_secs(30)).await;
     assert!(exit.success(), "{}", agent.stderr_text());
-    assert!(agent.stderr_text().contains("DNS record removed"));
+    let log = agent.stderr_text();
+    // Out of DNS first, so that callers move on before the client goes down.
+    let removed = log.find("DNS record removed").expect("record removed");
+    let stopping = log.find("stopping client").expect("client stopped");
+    assert!(
+        removed < stopping,
+        "the client stopped before the record went:\n{log}"
+    );
     assert_eq!(
         a_records(&moto, &zone_id, "mainnet.eth.internal."),
         Vec::<Value>::new()
