@@ -545,26 +545,59 @@ impl Checker {
         while self.disk_samples.len() > 1440 {
             self.disk_samples.pop_front();
         }
-        let growth = match (self.disk_samples.front(), self.disk_samples.back()) {
-            (Some((t0, u0)), Some((t1, u1))) if t1 > t0 => {
-                Some((*u1 as f64 - *u0 as f64) / t1.duration_since(*t0).as_secs_f64() * 86_400.0)
-            }
-            _ => None,
-        };
+        let (growth, days) = forecast(&self.disk_samples, free);
         Some(Disk {
             path: self.data_dir.clone(),
             total_bytes: total,
             used_bytes: used,
             free_bytes: free,
             growth_bytes_per_day: growth,
-            days_until_full: growth.filter(|g| *g > 0.0).map(|g| free as f64 / g),
+            days_until_full: days,
         })
     }
+}
+
+/// Growth per day from the oldest to the newest (time, used bytes) sample, and the days until `free`
+/// runs out at that rate (none while not growing, or with a single sample).
+fn forecast(
+    samples: &std::collections::VecDeque<(Instant, u64)>,
+    free: u64,
+) -> (Option<f64>, Option<f64>) {
+    let growth = match (samples.front(), samples.back()) {
+        (Some((t0, u0)), Some((t1, u1))) if t1 > t0 => {
+            Some((*u1 as f64 - *u0 as f64) / t1.duration_since(*t0).as_secs_f64() * 86_400.0)
+        }
+        _ => None,
+    };
+    (growth, growth.filter(|g| *g > 0.0).map(|g| free as f64 / g))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn days_until_full_from_the_growth_between_samples() {
+        const GB: u64 = 1_000_000_000;
+        let t0 = Instant::now();
+        let samples: std::collections::VecDeque<_> = [
+            (t0, 1_000 * GB),
+            (t0 + Duration::from_secs(43_200), 1_005 * GB),
+            (t0 + Duration::from_secs(86_400), 1_010 * GB),
+        ]
+        .into();
+        // 10 GB a day, 100 GB free: 10 days.
+        let (growth, days) = forecast(&samples, 100 * GB);
+        assert!((growth.unwrap() - 10.0 * GB as f64).abs() < 1.0);
+        assert!((days.unwrap() - 10.0).abs() < 1e-9);
+        // Flat (or shrinking after a compaction): growth known, never full.
+        let flat: std::collections::VecDeque<_> =
+            [(t0, GB), (t0 + Duration::from_secs(3_600), GB)].into();
+        assert_eq!(forecast(&flat, GB), (Some(0.0), None));
+        // One sample: nothing known yet.
+        let one: std::collections::VecDeque<_> = [(t0, GB)].into();
+        assert_eq!(forecast(&one, GB), (None, None));
+    }
 
     fn checker(network: Network) -> Checker {
         let mut c = Config::default();
