@@ -656,3 +656,92 @@ async fn two_agents_due_at_once_take_one_snapshot() {
         .unwrap();
     assert!(!claim.status.success(), "the claim is still held");
 }
+
+/// With another node of the stack ready (an agent on 127.0.0.2, which moto's instance of the stack has
+/// as its private IP), automatic mode does take its snapshot: it is not the last ready node.
+#[tokio::test]
+async fn automatic_mode_proceeds_when_another_node_is_ready() {
+    const STACK: &str = "ethnode-two";
+    let moto = Moto::start().await;
+    let text = |args: &[&str]| moto.aws_text(args);
+    let vpc = text(&[
+        "ec2",
+        "create-vpc",
+        "--cidr-block",
+        "127.0.0.0/16",
+        "--query",
+        "Vpc.VpcId",
+    ]);
+    let subnet = text(&[
+        "ec2",
+        "create-subnet",
+        "--vpc-id",
+        &vpc,
+        "--cidr-block",
+        "127.0.0.0/24",
+        "--query",
+        "Subnet.SubnetId",
+    ]);
+    text(&[
+        "ec2",
+        "run-instances",
+        "--image-id",
+        "ami-12c6146b",
+        "--instance-type",
+        "t3.micro",
+        "--subnet-id",
+        &subnet,
+        "--private-ip-address",
+        "127.0.0.2",
+        "--tag-specifications",
+        &format!("ResourceType=instance,Tags=[{{Key=ethnode:stack,Value={STACK}}}]"),
+        "--query",
+        "Instances[0].InstanceId",
+    ]);
+    // The stack's snapshot parameter, as the stack would have made it.
+    moto.aws(&[
+        "ssm",
+        "put-parameter",
+        "--type",
+        "String",
+        "--value",
+        "none",
+        "--name",
+        &format!("/ethnode/{STACK}/chain-snapshot-id"),
+    ]);
+    let node = DevNode::new(&format!(
+        "[aws]\nstack_name = \"{STACK}\"\n[snapshot]\nvolume_id = \"{}\"\nauto = true\nready_for_secs = 1\ncheck_secs = 1\n",
+        moto.volume()
+    ));
+    // The other node: its agent on 127.0.0.2, on the port every node's agent uses.
+    let other = DevNode::new("");
+    let _other = other.agent(&[
+        ("ETHNODE_AGENT_LISTEN_ADDR", "127.0.0.2".into()),
+        ("ETHNODE_PORTS_AGENT", node.agent.to_string()),
+    ]);
+    wait_for("the other node ready", Duration::from_secs(30), || async {
+        let (code, _) = get_json(&format!("http://127.0.0.2:{}/health/ready", node.agent)).await?;
+        (code == 200).then_some(())
+    })
+    .await;
+    let _agent = node.agent(&moto.env());
+    let promoted = wait_for(
+        "a snapshot taken and promoted",
+        Duration::from_secs(60),
+        || async {
+            let id = moto.current_snapshot(STACK);
+            (id != "none").then_some(id)
+        },
+    )
+    .await;
+    assert!(promoted.starts_with("snap-"));
+    let metrics = get_text(&node.api("/metrics")).await.unwrap();
+    assert!(
+        !metrics.contains("step=\"skipped-last-ready-node\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ethnode_snapshot_auto_steps_total{step=\"taken\"} 1"),
+        "{metrics}"
+    );
+}
