@@ -154,7 +154,7 @@ impl Metrics {
             ),
             snapshot_auto_steps: reg!(
                 "snapshot_auto_steps",
-                "Automatic-mode steps: taken, promoted, pruned, skipped-last-ready-node, error",
+                "Automatic-mode steps: checked, taken, promoted, pruned, skipped-last-ready-node, claimed-elsewhere, error",
                 Family::default()
             ),
             registry,
