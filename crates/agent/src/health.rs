@@ -6,12 +6,9 @@
 //! at most `max_lag_blocks` behind it. `/status` shows every check's value and verdict.
 
 use crate::supervisor::ClientState;
-use alloy::eips::BlockNumberOrTag;
 use alloy::primitives::U64;
 use alloy::providers::{Provider, RootProvider};
-use alloy::rpc::client::RpcClient;
 use alloy::rpc::types::SyncStatus;
-use alloy::transports::http::Http;
 use ethnode_config::{Config, Network};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -184,11 +181,7 @@ pub(crate) struct Checker {
 }
 
 fn provider(http: &reqwest::Client, url: &str) -> Result<RootProvider, String> {
-    let url = url
-        .parse()
-        .map_err(|e| format!("bad URL {}: {e}", ethnode_config::redact_url(url)))?;
-    let transport = Http::with_client(http.clone(), url);
-    Ok(RootProvider::new(RpcClient::new(transport, false)))
+    ethnode_chain::client_with(http, url)
 }
 
 fn unix_now() -> u64 {
@@ -249,19 +242,12 @@ impl Checker {
                 })
         };
         let head = async {
-            match self.el.get_block_by_number(BlockNumberOrTag::Latest).await {
-                Ok(Some(b)) => {
-                    let h = &b.header;
-                    Ok(Head {
-                        number: h.number,
-                        hash: h.hash.to_string(),
-                        timestamp: h.timestamp,
-                        age_secs: unix_now().saturating_sub(h.timestamp),
-                    })
-                }
-                Ok(None) => Err("no latest block".to_string()),
-                Err(e) => Err(e.to_string()),
-            }
+            ethnode_chain::latest(&self.el).await.head.map(|h| Head {
+                age_secs: unix_now().saturating_sub(h.timestamp),
+                number: h.number,
+                hash: h.hash,
+                timestamp: h.timestamp,
+            })
         };
         let peers = async {
             if self.network == Network::Dev {
@@ -299,12 +285,8 @@ impl Checker {
         };
         let reference = async {
             let r = self.reference.as_ref()?;
-            // Transport errors quote the URL, key and all.
-            Some(
-                r.get_block_number()
-                    .await
-                    .map_err(|e| ethnode_config::redact_urls_in(&e.to_string())),
-            )
+            // The same head query as the monitor's, with URLs out of its errors (they may carry a key).
+            Some(ethnode_chain::latest(r).await.head.map(|h| h.number))
         };
         let (syncing, head, peers, consensus, reference_head) =
             tokio::join!(syncing, head, peers, consensus, reference);

@@ -7,13 +7,12 @@
 //! adds the requests, at most one per reference per round.
 
 mod lambda;
-mod probe;
 mod report;
 mod round;
 mod sinks;
 
+pub use ethnode_chain::{Answer, BlockHead};
 pub use lambda::handle_scheduled_event;
-pub use probe::{Answer, BlockHead};
 pub use report::{Summary, render_chart, summarize};
 pub use round::{AlarmState, Monitor, NodeResult, ReferenceResult, RoundResult, Verdict, evaluate};
 pub use sinks::{CLOUDWATCH_METRICS, Sinks, cloudwatch_data, prometheus_text};

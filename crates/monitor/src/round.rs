@@ -1,8 +1,8 @@
 //! One round: ask everyone for their head, take the references' median, and judge each node.
 
-use crate::probe::{self, Answer, BlockHead};
 use alloy::eips::BlockNumberOrTag;
 use alloy::providers::RootProvider;
+use ethnode_chain::{self as probe, Answer, BlockHead};
 use ethnode_config::{MonitorSection, redact_url};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};

@@ -1,6 +1,8 @@
-//! One request per endpoint per round: the latest block's number, hash and timestamp.
+//! An endpoint's head, the way every part of ethnode asks for it (the agent's readiness, the lag
+//! monitor, and the gateway to come): one `eth_getBlockByNumber` for the latest block's number, hash and
+//! timestamp, with its latency, and errors that never carry the secret part of a URL.
 
-use alloy::eips::BlockNumberOrTag;
+pub use alloy::eips::BlockNumberOrTag;
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
 use alloy::transports::http::Http;
@@ -27,28 +29,35 @@ pub struct Answer {
     pub latency: Duration,
 }
 
+pub use alloy::providers::RootProvider as Client;
+
 /// A read-only JSON-RPC client with a request timeout.
-pub(crate) fn client(url: &str, timeout: Duration) -> Result<RootProvider, String> {
+pub fn client(url: &str, timeout: Duration) -> Result<RootProvider, String> {
     let http = reqwest::Client::builder()
         .timeout(timeout)
         .build()
         .map_err(|e| e.to_string())?;
+    client_with(&http, url)
+}
+
+/// A read-only JSON-RPC client on a shared HTTP client (its timeouts apply).
+pub fn client_with(http: &reqwest::Client, url: &str) -> Result<RootProvider, String> {
     let parsed = url
         .parse()
         .map_err(|_| format!("{} is not a URL", ethnode_config::redact_url(url)))?;
     Ok(RootProvider::new(RpcClient::new(
-        Http::with_client(http, parsed),
+        Http::with_client(http.clone(), parsed),
         false,
     )))
 }
 
 /// Asks for the latest block; errors carry no URL (it may hold an API key).
-pub(crate) async fn latest(provider: &RootProvider) -> Answer {
+pub async fn latest(provider: &RootProvider) -> Answer {
     block(provider, BlockNumberOrTag::Latest).await
 }
 
 /// Asks for one block by number.
-pub(crate) async fn block(provider: &RootProvider, which: BlockNumberOrTag) -> Answer {
+pub async fn block(provider: &RootProvider, which: BlockNumberOrTag) -> Answer {
     let start = Instant::now();
     let head = match provider.get_block_by_number(which).await {
         Ok(Some(b)) => Ok(BlockHead {
@@ -57,7 +66,7 @@ pub(crate) async fn block(provider: &RootProvider, which: BlockNumberOrTag) -> A
             timestamp: b.header.timestamp,
         }),
         Ok(None) => Err("no such block".to_string()),
-        Err(e) => Err(strip_urls(&e.to_string())),
+        Err(e) => Err(ethnode_config::redact_urls_in(&e.to_string())),
     };
     Answer {
         head,
@@ -65,27 +74,11 @@ pub(crate) async fn block(provider: &RootProvider, which: BlockNumberOrTag) -> A
     }
 }
 
-/// Transport errors quote the URL; keep everything but it.
-fn strip_urls(message: &str) -> String {
-    message
-        .split_whitespace()
-        .map(|w| {
-            let bare = w.trim_matches(|c: char| c == '(' || c == ')' || c == ',');
-            if bare.starts_with("http://") || bare.starts_with("https://") {
-                w.replace(bare, &ethnode_config::redact_url(bare))
-            } else {
-                w.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn errors_lose_the_secret_part_of_urls() {
-        let m = super::strip_urls(
+        let m = ethnode_config::redact_urls_in(
             "error sending request for url (https://mainnet.infura.io/v3/SECRET)",
         );
         assert!(!m.contains("SECRET"), "{m}");
