@@ -46,12 +46,7 @@ pub async fn instance_facts(timeout: Duration) -> Result<InstanceFacts, Metadata
     if std::env::var("AWS_EC2_METADATA_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
         return Err(MetadataError::Disabled);
     }
-    let client = Client::builder()
-        .connect_timeout(timeout)
-        .read_timeout(timeout)
-        .operation_timeout(timeout * 3)
-        .max_attempts(2)
-        .build();
+    let client = client(timeout);
     // The instance id is always there on EC2: if it fails, nothing else will work.
     let instance_id = get(&client, "/latest/meta-data/instance-id")
         .await?
@@ -72,17 +67,21 @@ pub async fn instance_facts(timeout: Duration) -> Result<InstanceFacts, Metadata
 /// `None` when the instance is not in a group ("Retrieve the target lifecycle state through instance
 /// metadata", EC2 Auto Scaling user guide: Auto Scaling updates it when it decides to terminate).
 pub async fn target_lifecycle_state(timeout: Duration) -> Result<Option<String>, MetadataError> {
-    let client = Client::builder()
+    get(
+        &client(timeout),
+        "/latest/meta-data/autoscaling/target-lifecycle-state",
+    )
+    .await
+}
+
+/// An IMDS client whose every request is bounded by `timeout`: a host off EC2 finds out fast.
+fn client(timeout: Duration) -> Client {
+    Client::builder()
         .connect_timeout(timeout)
         .read_timeout(timeout)
         .operation_timeout(timeout * 3)
         .max_attempts(2)
-        .build();
-    get(
-        &client,
-        "/latest/meta-data/autoscaling/target-lifecycle-state",
-    )
-    .await
+        .build()
 }
 
 async fn get(client: &Client, path: &'static str) -> Result<Option<String>, MetadataError> {

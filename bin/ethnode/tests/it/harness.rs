@@ -580,3 +580,24 @@ impl FakeImds {
             .insert(path.to_owned(), value.to_owned());
     }
 }
+
+/// A real anvil on 127.0.0.1:`port`, answering, with `mine` blocks mined (its process: kill it when done).
+pub async fn start_anvil(port: u16, mine: u64) -> Child {
+    let child = Command::new(tool("anvil"))
+        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start anvil");
+    let url = format!("http://127.0.0.1:{port}");
+    wait_for("anvil", Duration::from_secs(20), || async {
+        rpc(
+            &url,
+            "anvil_mine",
+            serde_json::json!([format!("{mine:#x}")]),
+        )
+        .await
+        .map(|_| ())
+    })
+    .await;
+    child
+}

@@ -154,23 +154,6 @@ fn run_instance(moto: &Moto) -> String {
     ])
 }
 
-/// A reference chain `ahead` blocks long on `port`: with it, the node is behind (not ready).
-async fn reference(port: u16, ahead: u64) -> std::process::Child {
-    let child = std::process::Command::new(tool("anvil"))
-        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for("reference anvil", Duration::from_secs(20), || async {
-        rpc(&url, "anvil_mine", json!([format!("{ahead:#x}")]))
-            .await
-            .map(|_| ())
-    })
-    .await;
-    child
-}
-
 /// Published only while ready; withdrawn when not ready unless it is the name's last record; and the
 /// records of instances that no longer run (terminated, or unknown to EC2) are swept by any live node.
 #[tokio::test]
@@ -199,7 +182,7 @@ async fn publishes_when_ready_withdraws_unless_last_and_sweeps_dead_nodes() {
 
     let imds = FakeImds::start(&[("instance-id", &own), ("local-ipv4", "10.0.0.9")]).await;
     let ref_port = free_port();
-    let mut behind = reference(ref_port, 100).await;
+    let mut behind = start_anvil(ref_port, 100).await;
     let node = DevNode::new(&format!(
         "[dns]\nname = \"mainnet.eth.internal\"\nhosted_zone_id = \"{}\"\nunready_grace_secs = 1\nsweep_secs = 1\n",
         zone.trim_start_matches("/hostedzone/")
@@ -240,7 +223,7 @@ async fn publishes_when_ready_withdraws_unless_last_and_sweeps_dead_nodes() {
         (ids_at(&moto, &zone, NAME) == vec![own.clone()]).then_some(())
     })
     .await;
-    let mut behind = reference(ref_port, 100).await;
+    let mut behind = start_anvil(ref_port, 100).await;
     let status = wait_for("kept as last record", Duration::from_secs(30), || async {
         let (_, s) = get_json(&node.api("/status")).await?;
         s["dns"]["note"]

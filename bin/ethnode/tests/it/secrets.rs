@@ -8,27 +8,13 @@ use std::time::Duration;
 
 const STACK: &str = "ethnode-keys";
 
-/// A real anvil on its own port: the node and the reference at once.
-async fn anvil() -> (std::process::Child, u16) {
-    let port = free_port();
-    let child = std::process::Command::new(tool("anvil"))
-        .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let url = format!("http://127.0.0.1:{port}");
-    wait_for("anvil", Duration::from_secs(20), || async {
-        rpc(&url, "eth_blockNumber", json!([])).await.map(|_| ())
-    })
-    .await;
-    (child, port)
-}
-
 #[tokio::test]
 async fn keys_go_to_securestrings_and_come_back_at_run_time_only() {
     let moto = Moto::start().await;
     let (vpc, subnet) = moto.network();
-    let (mut chain, port) = anvil().await;
+    // A real anvil: the node and the reference at once.
+    let port = free_port();
+    let mut chain = start_anvil(port, 0).await;
     let secret = format!("127.0.0.1:{port}");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ethnode.toml");
