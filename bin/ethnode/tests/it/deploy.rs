@@ -1061,3 +1061,70 @@ async fn dashboards_name_only_exported_metrics() {
     );
     assert!(used.len() >= 10, "{used:?}");
 }
+
+/// Every `ETHNODE_*` variable the template hands the agent (task definition) and the monitor (Lambda) is
+/// a setting ethnode accepts: an unknown one would stop the agent at start, on AWS only.
+#[tokio::test]
+async fn the_templates_environment_is_a_config_ethnode_accepts() {
+    let template =
+        std::fs::read_to_string(root().join("deploy/cloudformation/ethnode.yml")).unwrap();
+    let value_of = |raw: &str| -> String {
+        // Intrinsics become a plausible value of the right kind.
+        let raw = raw.trim().trim_matches('"');
+        if raw.starts_with('!') {
+            if raw.contains("Network") {
+                "mainnet".into()
+            } else if raw.contains("AutoSnapshots") {
+                "true".into()
+            } else if raw.contains("MonitorReferences") {
+                "[\"https://ref.example/v3/${KEY}\"]".into()
+            } else {
+                "x-value".into()
+            }
+        } else {
+            raw.to_string()
+        }
+    };
+    let mut agent = Vec::new();
+    for line in template.lines().filter(|l| l.contains("{ Name: ETHNODE_")) {
+        let name = line
+            .split("Name: ")
+            .nth(1)
+            .unwrap()
+            .split(',')
+            .next()
+            .unwrap();
+        let raw = line
+            .split("Value: ")
+            .nth(1)
+            .unwrap()
+            .trim_end()
+            .trim_end_matches('}');
+        agent.push((name.to_string(), value_of(raw)));
+    }
+    let lambda: Vec<(String, String)> = template
+        .split("Variables:\n")
+        .nth(1)
+        .unwrap()
+        .lines()
+        .take_while(|l| l.starts_with("          "))
+        .filter(|l| l.trim_start().starts_with("ETHNODE_"))
+        .map(|l| {
+            let (k, v) = l.trim().split_once(": ").unwrap();
+            (k.to_string(), value_of(v))
+        })
+        .collect();
+    assert!(
+        agent.len() >= 15 && lambda.len() >= 5,
+        "{agent:?} {lambda:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    for (who, vars) in [("task definition", &agent), ("Lambda", &lambda)] {
+        let env: Vec<(&str, String)> = vars.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        let (code, _, err) = run_ethnode(dir.path(), &["config", "check"], &env).await;
+        assert_eq!(
+            code, 0,
+            "the {who}'s environment is refused: {err}\n{vars:?}"
+        );
+    }
+}
