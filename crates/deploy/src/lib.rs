@@ -5,7 +5,6 @@
 mod cost;
 mod doctor;
 mod params;
-mod stack;
 mod summary;
 
 pub use cost::{CostLine, CostReport, PriceTable, estimate};
@@ -13,7 +12,6 @@ pub use doctor::{Finding, doctor};
 pub use params::{
     ParamError, StackParams, ami_parameter, is_arm64, rolling_minimum_healthy_percent,
 };
-pub use stack::{Prepared, StackError, change_set_name, prepare_parameter_update, wait_settled};
 pub use summary::{Severity, summarize};
 
 /// The CloudFormation template (`deploy/cloudformation/ethnode.yml`).

@@ -422,6 +422,40 @@ impl Moto {
         ])
     }
 
+    /// A running instance (in `subnet`, at `private_ip`, tagged `ethnode:stack = stack` when given).
+    pub fn run_instance(
+        &self,
+        subnet: Option<&str>,
+        private_ip: Option<&str>,
+        stack: Option<&str>,
+    ) -> String {
+        let mut args = vec![
+            "ec2".to_string(),
+            "run-instances".into(),
+            "--image-id".into(),
+            "ami-12c6146b".into(),
+            "--instance-type".into(),
+            "t3.micro".into(),
+            "--query".into(),
+            "Instances[0].InstanceId".into(),
+        ];
+        for (flag, v) in [
+            ("--subnet-id", subnet),
+            ("--private-ip-address", private_ip),
+        ] {
+            if let Some(v) = v {
+                args.extend([flag.to_string(), v.to_string()]);
+            }
+        }
+        if let Some(s) = stack {
+            args.extend([
+                "--tag-specifications".to_string(),
+                format!("ResourceType=instance,Tags=[{{Key=ethnode:stack,Value={s}}}]"),
+            ]);
+        }
+        self.aws_text(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
     /// A new volume's id.
     pub fn volume(&self) -> String {
         self.aws_text(&[

@@ -141,19 +141,6 @@ fn ids_at(moto: &Moto, zone: &str, name: &str) -> Vec<String> {
     ids
 }
 
-fn run_instance(moto: &Moto) -> String {
-    moto.aws_text(&[
-        "ec2",
-        "run-instances",
-        "--image-id",
-        "ami-12c6146b",
-        "--instance-type",
-        "t3.micro",
-        "--query",
-        "Instances[0].InstanceId",
-    ])
-}
-
 /// Published only while ready; withdrawn when not ready unless it is the name's last record; and the
 /// records of instances that no longer run (terminated, or unknown to EC2) are swept by any live node.
 #[tokio::test]
@@ -171,9 +158,9 @@ async fn publishes_when_ready_withdraws_unless_last_and_sweeps_dead_nodes() {
         .as_str()
         .unwrap()
         .to_string();
-    let own = run_instance(&moto);
-    let live = run_instance(&moto);
-    let dead = run_instance(&moto);
+    let own = moto.run_instance(None, None, None);
+    let live = moto.run_instance(None, None, None);
+    let dead = moto.run_instance(None, None, None);
     moto.aws(&["ec2", "terminate-instances", "--instance-ids", &dead]);
     let unknown = "i-0000000000000dead".to_string();
     plant(&moto, &zone, NAME, &live, "10.0.0.2");
@@ -236,7 +223,7 @@ async fn publishes_when_ready_withdraws_unless_last_and_sweeps_dead_nodes() {
     assert_eq!(ids_at(&moto, &zone, NAME), vec![own.clone()]);
 
     // Another node appears: now the not-ready one is withdrawn.
-    let other = run_instance(&moto);
+    let other = moto.run_instance(None, None, None);
     plant(&moto, &zone, NAME, &other, "10.0.0.5");
     wait_for("withdrawn", Duration::from_secs(30), || async {
         let (_, s) = get_json(&node.api("/status")).await?;

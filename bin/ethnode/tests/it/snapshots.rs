@@ -682,22 +682,7 @@ async fn automatic_mode_proceeds_when_another_node_is_ready() {
         "--query",
         "Subnet.SubnetId",
     ]);
-    text(&[
-        "ec2",
-        "run-instances",
-        "--image-id",
-        "ami-12c6146b",
-        "--instance-type",
-        "t3.micro",
-        "--subnet-id",
-        &subnet,
-        "--private-ip-address",
-        "127.0.0.2",
-        "--tag-specifications",
-        &format!("ResourceType=instance,Tags=[{{Key=ethnode:stack,Value={STACK}}}]"),
-        "--query",
-        "Instances[0].InstanceId",
-    ]);
+    moto.run_instance(Some(&subnet), Some("127.0.0.2"), Some(STACK));
     // The stack's snapshot parameter, as the stack would have made it.
     moto.aws(&[
         "ssm",
