@@ -13,11 +13,12 @@ mod jwt;
 mod lifecycle;
 mod metrics;
 mod prewarm;
+mod progress;
 mod snapshot;
 mod supervisor;
 
 pub use cloudwatch::CLOUDWATCH_METRICS;
-pub use health::{Check, Disk, DnsState, Head, HostInfo, Status, SyncProgress};
+pub use health::{Check, ConsensusState, Disk, DnsState, Head, HostInfo, Status, SyncProgress};
 pub use metrics::Metrics;
 pub use prewarm::{Prewarm, PrewarmProgress, ReadAt, prewarm_dir, prewarm_source};
 pub use snapshot::SnapshotTaken;

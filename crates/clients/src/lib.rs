@@ -89,6 +89,12 @@ pub fn consensus_api_url(config: &Config) -> Option<String> {
         .then(|| format!("http://127.0.0.1:{}", config.ports.consensus_http))
 }
 
+/// Reth's Prometheus endpoint, where the agent reads sync progress; none for other clients.
+pub fn reth_metrics_url(config: &Config) -> Option<String> {
+    (config.execution.client_for(config.node.network) == ExecutionClient::Reth)
+        .then(|| format!("http://127.0.0.1:{}/", config.ports.execution_metrics))
+}
+
 /// A wildcard bind address is reached through loopback.
 fn local_endpoint(addr: IpAddr, port: u16) -> String {
     let host = if addr.is_unspecified() {

@@ -277,34 +277,46 @@ pub struct AwsSection {
     pub secrets_prefix: Option<String>,
 }
 
-/// `[readiness]`
+/// `[readiness]`: ready means at the chain's head as the consensus client sees it, not "head younger than
+/// N seconds" — missed slots (a few a month, many in an incident) stall every node at once, and a check that
+/// takes them all out together causes the outage it should prevent.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ReadinessSection {
     /// At most this many blocks behind the reference RPC.
     pub max_lag_blocks: u64,
-    /// The head block may be at most this old (seconds).
+    /// The execution head may differ from the consensus head's execution payload by at most this many
+    /// blocks (the consensus client imports a block just before the execution client makes it its head).
+    pub max_head_distance_blocks: u64,
+    /// A loose guard only: the head block may be at most this old (seconds; 10 mainnet slots).
     pub max_head_age_secs: u64,
-    /// At least this many peers (ignored on dev).
+    /// At least this many peers on each client (ignored on dev).
     pub min_peers: u64,
-    /// Consensus client's sync distance, in slots, at most this.
+    /// A loose guard only: the consensus head at most this many slots behind the wall clock.
     pub max_sync_distance: u64,
     /// Optional reference JSON-RPC URL to compare heads with.
     pub reference_rpc: Option<String>,
     /// Seconds between health checks.
     pub check_interval_secs: u64,
+    /// A ready node becomes not ready after this many failing checks in a row (an execution client that
+    /// does not answer at all drops it at once).
+    pub fail_after: u32,
+    /// A node that is not ready becomes ready after this many passing checks in a row.
+    pub pass_after: u32,
 }
 
 impl Default for ReadinessSection {
     fn default() -> Self {
         Self {
             max_lag_blocks: 2,
-            // Two 12 s slots plus one slot of margin for a late block.
-            max_head_age_secs: 36,
+            max_head_distance_blocks: 1,
+            max_head_age_secs: 120,
             min_peers: 1,
-            max_sync_distance: 2,
+            max_sync_distance: 10,
             reference_rpc: None,
             check_interval_secs: 2,
+            fail_after: 3,
+            pass_after: 3,
         }
     }
 }

@@ -203,7 +203,7 @@ fn bad_configs_are_refused_with_key_and_fix() {
             &["readiness.max_head_age_secs", "at least 1"],
         ),
         (
-            "[node]\nnetwork = \"dev\"\n[dev]\nblock_time_secs = 40\n",
+            "[node]\nnetwork = \"dev\"\n[dev]\nblock_time_secs = 200\n",
             &[],
             &["readiness.max_head_age_secs", "flap"],
         ),

@@ -162,12 +162,14 @@ impl Config {
             ("readiness.max_head_age_secs", r.max_head_age_secs),
             ("readiness.check_interval_secs", r.check_interval_secs),
             ("dev.block_time_secs", self.dev.block_time_secs),
+            ("readiness.fail_after", u64::from(r.fail_after)),
+            ("readiness.pass_after", u64::from(r.pass_after)),
         ] {
             if value == 0 {
                 add(
                     key,
                     "must be at least 1".into(),
-                    format!("set {key} to a positive number of seconds"),
+                    format!("set {key} to 1 or more"),
                 );
             }
         }

@@ -7,16 +7,45 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 const BEACON: &str = r#"
-import json, sys
+import json, sys, time, urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
-port, state = int(sys.argv[sys.argv.index("--http-port") + 1]), sys.argv[-1]
+port, state, el = int(sys.argv[sys.argv.index("--http-port") + 1]), sys.argv[-2], sys.argv[-1]
+# Slot = block = one second here (anvil --block-time 1). "follow": the consensus head is the execution
+# client's head, and the clock moves on when it stops (missed slots). "advance": the chain goes on without
+# the execution client (it stalled): the head grows a block a second from where it was.
+last = {"block": 0, "changed": time.time(), "frozen": None}
+def el_head():
+    req = urllib.request.Request(el, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber", "params": []}).encode(), {"Content-Type": "application/json"})
+    return int(json.loads(urllib.request.urlopen(req, timeout=2).read())["result"], 16)
+def head(st):
+    now = time.time()
+    if st["mode"] == "advance":
+        if last["frozen"] is None:
+            last["frozen"] = (last["block"], now)
+        b0, t0 = last["frozen"]
+        return b0 + int(now - t0), 0
+    last["frozen"] = None
+    b = el_head()
+    if b != last["block"]:
+        last["block"], last["changed"] = b, now
+    return b, int(now - last["changed"])
 class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
     def do_GET(self):
+        st = json.load(open(state))
+        try:
+            block, distance = head(st)
+        except Exception:
+            self.send_response(503); self.end_headers(); return
         if self.path == "/eth/v1/node/syncing":
-            distance, offline = open(state).read().split()
-            body = {"data": {"head_slot": "100", "sync_distance": distance, "is_syncing": distance != "0",
-                             "is_optimistic": False, "el_offline": offline == "1"}}
+            body = {"data": {"head_slot": str(1000 + block), "sync_distance": str(st.get("distance", distance)),
+                             "is_syncing": st["syncing"], "is_optimistic": st["optimistic"], "el_offline": st["el_offline"]}}
+        elif self.path == "/eth/v1/node/peer_count":
+            body = {"data": {"disconnected": "3", "connecting": "0", "connected": str(st["peers"]), "disconnecting": "0"}}
+        elif self.path == "/eth/v1/beacon/blinded_blocks/head":
+            body = {"version": "electra", "execution_optimistic": st["optimistic"], "finalized": False,
+                    "data": {"message": {"slot": str(1000 + block), "proposer_index": "1",
+                                         "body": {"execution_payload_header": {"block_number": str(block), "block_hash": "0x" + "ab" * 32}}}}}
         elif self.path == "/eth/v1/node/version":
             body = {"data": {"version": "Lighthouse/v8.0.1-fake"}}
         else:
@@ -26,6 +55,17 @@ class H(BaseHTTPRequestHandler):
         self.wfile.write(data)
 HTTPServer(("127.0.0.1", port), H).serve_forever()
 "#;
+
+/// The beacon stand-in's state: what its next answers say.
+fn beacon(d: &std::path::Path, state: Value) {
+    let base = json!({"mode": "follow", "syncing": false, "optimistic": false, "el_offline": false, "peers": 50});
+    let mut merged = base.as_object().unwrap().clone();
+    merged.extend(state.as_object().unwrap().clone());
+    // Write then rename, so that the stand-in never reads half a file.
+    let tmp = d.join("beacon-state.tmp");
+    std::fs::write(&tmp, Value::Object(merged).to_string()).unwrap();
+    std::fs::rename(tmp, d.join("beacon-state")).unwrap();
+}
 
 fn failing(status: &Value) -> Vec<String> {
     status["checks"]
@@ -70,8 +110,9 @@ fn mainnet_node(
     with_peers: bool,
 ) -> (std::path::PathBuf, u16) {
     let state = d.join("beacon-state");
-    std::fs::write(&state, "0 0").unwrap();
+    beacon(d, json!({}));
     std::fs::write(d.join("beacon.py"), BEACON).unwrap();
+    let (http, consensus_http, agent) = (free_port(), free_port(), free_port());
     if with_peers {
         std::fs::write(d.join("reth.py"), RETH_WITH_PEERS).unwrap();
         script(
@@ -97,20 +138,20 @@ fn mainnet_node(
     script(
         &d.join("lighthouse"),
         &format!(
-            "exec {} {} \"$@\" {}",
+            "exec {} {} \"$@\" {} http://127.0.0.1:{http}/",
             tool("python").display(),
             d.join("beacon.py").display(),
             state.display()
         ),
     );
-    let (http, consensus_http, agent) = (free_port(), free_port(), free_port());
     let config = d.join("ethnode.toml");
     std::fs::write(
         &config,
         format!(
             "[node]\ndata_dir = \"{dir}/data\"\n[execution]\nbinary = \"{dir}/reth\"\n\
              [consensus]\nbinary = \"{dir}/lighthouse\"\n{ports}\
-             [readiness]\ncheck_interval_secs = 1\nmax_head_age_secs = 10\nmin_peers = {min_peers}\n",
+             [readiness]\ncheck_interval_secs = 1\nmax_head_age_secs = 10\nmin_peers = {min_peers}\n\
+             fail_after = 2\npass_after = 2\n",
             ports = mainnet_ports(http, consensus_http, agent),
             dir = d.display()
         ),
@@ -120,7 +161,8 @@ fn mainnet_node(
 }
 
 /// A mainnet-profile node (Reth and Lighthouse stand-ins over real HTTP) reaches ready == true: every
-/// check passes, `/health/ready` answers 200, and it falls out of ready when the consensus side lags.
+/// check passes, `/health/ready` answers 200, and it falls out of ready when its consensus head is only
+/// optimistic.
 #[tokio::test]
 async fn a_mainnet_profile_node_becomes_ready() {
     let dir = tempfile::tempdir().unwrap();
@@ -139,60 +181,150 @@ async fn a_mainnet_profile_node_becomes_ready() {
         .unwrap();
     assert_eq!(status["ready"], json!(true), "{status}");
     assert_eq!(status["peers"], json!(3), "{status}");
-    std::fs::write(d.join("beacon-state"), "64 0").unwrap();
-    wait_for(
-        "not ready when consensus lags",
+    assert_eq!(status["consensus"]["peers"], json!(50), "{status}");
+    beacon(d, json!({"optimistic": true}));
+    let status = wait_for(
+        "not ready when the consensus head is optimistic",
         Duration::from_secs(15),
         || async {
-            let (code, _) = get_json(&ready).await?;
-            (code == 503).then_some(())
+            let (code, s) = get_json(&ready).await?;
+            (code == 503).then_some(s)
         },
     )
     .await;
+    assert_eq!(failing(&status), vec!["consensus_synced"], "{status}");
 }
 
 #[tokio::test]
 async fn mainnet_readiness_reads_the_beacon_api_and_the_execution_client() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let state = d.join("beacon-state");
     let (config, agent) = mainnet_node(d, 0, false);
     let _agent = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
     let status_url = format!("http://127.0.0.1:{agent}/status");
 
-    // Execution synced with a fresh head, consensus at distance 0: every check passes but `peers`,
-    // because anvil has no net_peerCount (Reth has).
+    // Execution synced and at the consensus head: every check passes but `peers`, because anvil has no
+    // net_peerCount (Reth has).
     let status = wait_for("checks settled", Duration::from_secs(30), || async {
         let (_, s) = get_json(&status_url).await?;
-        (failing(&s) == vec!["peers".to_string()] && s["consensus_sync_distance"] == json!(0))
-            .then_some(s)
+        (failing(&s) == vec!["peers".to_string()]).then_some(s)
     })
     .await;
     assert_eq!(status["network"], json!("mainnet"));
     assert_eq!(status["clients"].as_array().unwrap().len(), 2);
     assert!(status["head"]["age_secs"].as_u64().unwrap() <= 10);
+    let c = status["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == json!("execution_head"))
+        .unwrap();
+    assert!(c["value"].as_i64().unwrap().abs() <= 1, "{c}");
 
-    // The beacon node falls behind: the consensus check fails and says by how much.
-    std::fs::write(&state, "64 0").unwrap();
-    let status = wait_for("consensus behind", Duration::from_secs(15), || async {
+    // The beacon node says it is syncing: not ready, and the stage says which side is behind.
+    beacon(d, json!({"syncing": true, "distance": 64}));
+    let status = wait_for("consensus syncing", Duration::from_secs(15), || async {
         let (_, s) = get_json(&status_url).await?;
         (s["consensus_sync_distance"] == json!(64)).then_some(s)
     })
     .await;
-    assert!(failing(&status).contains(&"consensus_sync_distance".to_string()));
+    let f = failing(&status);
+    assert!(f.contains(&"consensus_synced".to_string()), "{f:?}");
+    assert!(f.contains(&"consensus_sync_distance".to_string()), "{f:?}");
     assert_eq!(status["sync"]["stage"], json!("consensus-syncing"));
 
     // Caught up, but its execution client is offline: still not ready.
-    std::fs::write(&state, "0 1").unwrap();
+    beacon(d, json!({"el_offline": true}));
     let status = wait_for("el offline", Duration::from_secs(15), || async {
         let (_, s) = get_json(&status_url).await?;
         let c = s["checks"]
             .as_array()?
             .iter()
-            .find(|c| c["name"] == json!("consensus_sync_distance"))?
+            .find(|c| c["name"] == json!("consensus_synced"))?
             .clone();
         (c["detail"].as_str()?.contains("offline")).then_some(s)
     })
     .await;
-    assert!(failing(&status).contains(&"consensus_sync_distance".to_string()));
+    assert!(failing(&status).contains(&"consensus_synced".to_string()));
+}
+
+/// Stops anvil's block production (its interval mining), as a stalled execution client or a run of missed
+/// slots both look from the execution side.
+async fn pause_mining(config: &std::path::Path) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let http: u16 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("http = "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    rpc(
+        &format!("http://127.0.0.1:{http}/"),
+        "evm_setIntervalMining",
+        json!([0]),
+    )
+    .await
+    .expect("anvil pauses mining");
+}
+
+/// Missed slots: no block for 4 slots (the test chain's slot is one second), the consensus head stuck
+/// with the execution head and falling behind the clock. Every node in the world sees this at once; the
+/// node must stay ready through it (the old rule, head age at most 3 slots, took it out).
+#[tokio::test]
+async fn missed_slots_keep_the_node_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (config, agent) = mainnet_node(d, 1, true);
+    let _agent = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
+    let ready = format!("http://127.0.0.1:{agent}/health/ready");
+    let status_url = format!("http://127.0.0.1:{agent}/status");
+    wait_for("ready", Duration::from_secs(40), || async {
+        let (code, _) = get_json(&ready).await?;
+        (code == 200).then_some(())
+    })
+    .await;
+    pause_mining(&config).await;
+    // Watch every readiness answer until the head is 4 slots old: each one must be 200.
+    let mut answers = 0;
+    let status = wait_for("four missed slots", Duration::from_secs(20), || {
+        answers += 1;
+        async {
+            let (code, _) = get_json(&ready).await?;
+            assert_eq!(code, 200, "a node at the chain's head went unready during missed slots");
+            let (_, s) = get_json(&status_url).await?;
+            (s["head"]["age_secs"].as_u64()? >= 4 && s["consensus_sync_distance"].as_u64()? >= 3)
+                .then_some(s)
+        }
+    })
+    .await;
+    assert!(answers > 3, "watched {answers} answers");
+    assert_eq!(status["ready"], json!(true), "{status}");
+}
+
+/// The execution client stalls while the chain goes on: the node is taken out within a bounded time
+/// (the one-block import tolerance plus `fail_after` checks), and the check says why.
+#[tokio::test]
+async fn a_stalled_execution_client_goes_unready_in_bounded_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (config, agent) = mainnet_node(d, 1, true);
+    let _agent = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
+    let ready = format!("http://127.0.0.1:{agent}/health/ready");
+    wait_for("ready", Duration::from_secs(40), || async {
+        let (code, _) = get_json(&ready).await?;
+        (code == 200).then_some(())
+    })
+    .await;
+    pause_mining(&config).await;
+    beacon(d, json!({"mode": "advance"}));
+    let stalled = std::time::Instant::now();
+    let status = wait_for("unready", Duration::from_secs(30), || async {
+        let (code, s) = get_json(&ready).await?;
+        (code == 503).then_some(s)
+    })
+    .await;
+    let took = stalled.elapsed();
+    // Two blocks to exceed the tolerance, two checks a second apart, a check interval of slack.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
+    assert_eq!(failing(&status), vec!["execution_head"], "{status}");
 }
