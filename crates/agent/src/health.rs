@@ -243,7 +243,8 @@ pub(crate) struct Probe {
     pub(crate) consensus: Option<Result<ConsensusState, String>>,
     pub(crate) reference_head: Option<Result<u64, String>>,
     /// Reth's per-stage sync gauges, read while it syncs.
-    pub(crate) reth_stages: Option<Result<std::collections::BTreeMap<String, progress::StageGauges>, String>>,
+    pub(crate) reth_stages:
+        Option<Result<std::collections::BTreeMap<String, progress::StageGauges>, String>>,
 }
 
 /// Probes the node and keeps the history needed for hysteresis, rates and forecasts.
@@ -336,7 +337,11 @@ impl Checker {
         })
     }
 
-    async fn beacon<T: serde::de::DeserializeOwned>(&self, base: &str, path: &str) -> Result<T, String> {
+    async fn beacon<T: serde::de::DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+    ) -> Result<T, String> {
         let r: Data<T> = self
             .http
             .get(format!("{base}{path}"))
@@ -528,7 +533,9 @@ impl Checker {
                         ),
                     ),
                 },
-                (Ok(_), None) => check("execution_head", false, NULL, d, "no execution head".into()),
+                (Ok(_), None) => {
+                    check("execution_head", false, NULL, d, "no execution head".into())
+                }
                 (Err(e), _) => check(
                     "execution_head",
                     false,
@@ -685,7 +692,11 @@ impl Checker {
             return None;
         }
         self.streak += 1;
-        let needed = if pass { self.pass_after } else { self.fail_after };
+        let needed = if pass {
+            self.pass_after
+        } else {
+            self.fail_after
+        };
         if self.streak >= needed || (unreachable && !pass) {
             self.ready = pass;
             self.streak = 0;
@@ -1014,7 +1025,10 @@ mod tests {
             ("consensus_peers", Box::new(|c| c.peers = Some(0))),
             ("consensus_peers", Box::new(|c| c.peers = None)),
             ("execution_head", Box::new(|c| c.head_block = None)),
-            ("consensus_sync_distance", Box::new(|c| c.sync_distance = 11)),
+            (
+                "consensus_sync_distance",
+                Box::new(|c| c.sync_distance = 11),
+            ),
         ];
         for (name, mutate) in cases {
             let mut c = ready_checker();

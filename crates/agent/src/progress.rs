@@ -92,7 +92,10 @@ pub(crate) struct Running {
 
 /// The running stage for `target`, among the stages Reth reports (a stage it does not export, e.g. `Era`
 /// when no ERA files are configured, is not part of this pipeline).
-pub(crate) fn running_stage(stages: &BTreeMap<String, StageGauges>, target: u64) -> Option<Running> {
+pub(crate) fn running_stage(
+    stages: &BTreeMap<String, StageGauges>,
+    target: u64,
+) -> Option<Running> {
     let present: Vec<&'static str> = RETH_STAGES
         .iter()
         .copied()
@@ -222,7 +225,10 @@ reth_network_connected_peers 57
         assert_eq!(rate, Some(500.0));
         assert_eq!(eta(10_000, rate), Some(20.0));
         // A new stage counts from zero: no rate from the old stage's samples.
-        assert_eq!(r.sample("MerkleExecute", t0 + Duration::from_secs(20), 5), None);
+        assert_eq!(
+            r.sample("MerkleExecute", t0 + Duration::from_secs(20), 5),
+            None
+        );
         assert_eq!(eta(10_000, None), None);
         assert_eq!(eta(0, Some(5.0)), None);
         assert_eq!(eta(10, Some(0.0)), None);
