@@ -12,6 +12,7 @@ mod health;
 mod jwt;
 mod lifecycle;
 mod metrics;
+mod prepare;
 mod prewarm;
 mod progress;
 mod snapshot;
@@ -67,6 +68,9 @@ pub enum AgentError {
     /// The health checker could not be built (a bad URL).
     #[error("health checks: {0}")]
     Health(String),
+    /// The execution data directory was created in another storage mode.
+    #[error(transparent)]
+    StorageMode(#[from] prepare::ModeError),
 }
 
 /// A client binary that was not found.
@@ -191,6 +195,7 @@ pub async fn resolve_host(config: &Config) -> (HostFacts, HostInfo) {
     let mut facts = HostFacts {
         public_ip: config.node.public_ip,
         private_ip: config.node.private_ip,
+        checkpoint_sync_url: None,
     };
     let mut instance_id = None;
     // Ask the metadata service only for what is missing. A DNS registration also wants the instance id
@@ -296,10 +301,12 @@ pub fn check_ports(config: &Config) -> Result<(), AgentError> {
 
 /// Prepares the host and starts the clients, the health loop, the API and DNS registration.
 pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
-    let (facts, host) = resolve_host(&config).await;
-    let specs = ethnode_clients::plan(&config, &facts);
-    let programs = resolve_binaries(&specs)?;
+    let (mut facts, host) = resolve_host(&config).await;
+    let programs = resolve_binaries(&ethnode_clients::plan(&config, &facts))?;
     check_ports(&config)?;
+    prepare::check_storage_mode(&config)?;
+    facts.checkpoint_sync_url = prepare::choose_checkpoint(&config, Duration::from_secs(5)).await;
+    let specs = ethnode_clients::plan(&config, &facts);
 
     let io = |what: String| move |source| AgentError::Io { what, source };
     std::fs::create_dir_all(&config.node.data_dir).map_err(io(format!(

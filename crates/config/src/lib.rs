@@ -15,7 +15,7 @@ pub use error::{ConfigError, Problem};
 pub use model::{
     AgentSection, AwsSection, Config, ConsensusClient, ConsensusSection, DeploySection, DevSection,
     DnsMode, DnsSection, ExecutionClient, ExecutionSection, MonitorSection, Network, NodeSection,
-    PortsSection, ReadinessSection, SnapshotSection, VolumeType, ZoneType,
+    PortsSection, ReadinessSection, SnapshotSection, StorageMode, VolumeType, ZoneType,
 };
 pub use validate::Proto;
 

@@ -99,8 +99,24 @@ impl Default for NodeSection {
 pub enum ExecutionClient {
     /// paradigmxyz/reth.
     Reth,
+    /// ethereum/go-ethereum.
+    Geth,
+    /// NethermindEth/nethermind.
+    Nethermind,
     /// foundry's anvil: a real local chain for the dev network.
     Anvil,
+}
+
+impl ExecutionClient {
+    /// The client's name (also its default binary and data subdirectory).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionClient::Reth => "reth",
+            ExecutionClient::Geth => "geth",
+            ExecutionClient::Nethermind => "nethermind",
+            ExecutionClient::Anvil => "anvil",
+        }
+    }
 }
 
 /// Consensus client kinds ethnode has a profile for.
@@ -109,15 +125,65 @@ pub enum ExecutionClient {
 pub enum ConsensusClient {
     /// sigp/lighthouse (`lighthouse bn`).
     Lighthouse,
+    /// Consensys/teku.
+    Teku,
+    /// status-im/nimbus-eth2 (`nimbus_beacon_node`).
+    Nimbus,
+    /// ChainSafe/lodestar (`lodestar beacon`).
+    Lodestar,
     /// No consensus client (dev network only).
     None,
 }
 
+impl ConsensusClient {
+    /// The client's name (also its data subdirectory).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsensusClient::Lighthouse => "lighthouse",
+            ConsensusClient::Teku => "teku",
+            ConsensusClient::Nimbus => "nimbus",
+            ConsensusClient::Lodestar => "lodestar",
+            ConsensusClient::None => "none",
+        }
+    }
+}
+
+/// What history the execution client keeps. Pruning is destructive: a data directory keeps the mode it
+/// was created with (the agent refuses to start it in another one).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StorageMode {
+    /// Every historical state: `eth_call`/`eth_getBalance` at any block. Reth: ≥ 3 TB.
+    Archive,
+    /// A full node that keeps every receipt since the Merge, so `eth_getLogs` works over any post-Merge
+    /// range (what event listeners and settlement jobs need); pre-Merge receipts and old states pruned.
+    #[default]
+    PostMerge,
+    /// A full node with the client's default pruning: Reth keeps receipts for the last 10,064 blocks only
+    /// (~1.4 days of `eth_getLogs`).
+    Full,
+    /// Reth's `--minimal`: receipts, transaction lookup and sender recovery fully pruned, ~10,064 blocks of
+    /// history and bodies. A head-only node.
+    Minimal,
+}
+
+impl StorageMode {
+    /// The config name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StorageMode::Archive => "archive",
+            StorageMode::PostMerge => "post-merge",
+            StorageMode::Full => "full",
+            StorageMode::Minimal => "minimal",
+        }
+    }
+}
+
 /// `[execution]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExecutionSection {
-    /// `reth` or `anvil`; unset: anvil on dev, reth elsewhere.
+    /// `reth`, `geth`, `nethermind` or `anvil`; unset: anvil on dev, reth elsewhere.
     pub client: Option<ExecutionClient>,
     /// Release the image pins (informational on bare hosts).
     pub version: Option<String>,
@@ -127,10 +193,33 @@ pub struct ExecutionSection {
     pub binary: Option<PathBuf>,
     /// Data directory; unset: `<node.data_dir>/<client>`.
     pub data_dir: Option<PathBuf>,
-    /// Run a pruned full node (Reth `--full`) rather than an archive node.
-    pub full: Option<bool>,
-    /// Extra arguments appended verbatim to the client's command line.
+    /// `archive`, `post-merge` (default: every post-Merge receipt), `full` or `minimal`.
+    pub mode: StorageMode,
+    /// JSON-RPC namespaces served over HTTP. `admin`, `debug` and `txpool` let any RPC user reshape the
+    /// node or read its mempool: add them knowingly.
+    pub http_api: Vec<String>,
+    /// JSON-RPC namespaces served over WebSocket.
+    pub ws_api: Vec<String>,
+    /// Extra arguments for the client's command line; a flag given here replaces the profile's own
+    /// setting of the same flag (clients refuse a flag given twice).
     pub extra_args: Vec<String>,
+}
+
+impl Default for ExecutionSection {
+    fn default() -> Self {
+        let apis = vec!["eth".to_string(), "net".into(), "web3".into()];
+        Self {
+            client: None,
+            version: None,
+            image: None,
+            binary: None,
+            data_dir: None,
+            mode: StorageMode::PostMerge,
+            http_api: apis.clone(),
+            ws_api: apis,
+            extra_args: Vec::new(),
+        }
+    }
 }
 
 impl ExecutionSection {
@@ -147,19 +236,20 @@ impl ExecutionSection {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsensusSection {
-    /// `lighthouse` or `none`; unset: none on dev, lighthouse elsewhere.
+    /// `lighthouse`, `teku`, `nimbus`, `lodestar` or `none`; unset: none on dev, lighthouse elsewhere.
     pub client: Option<ConsensusClient>,
     /// Release the image pins.
     pub version: Option<String>,
     /// Container image.
     pub image: Option<String>,
-    /// Path or name of the binary; unset: `lighthouse` on `PATH`.
+    /// Path or name of the binary; unset: the client's usual binary name on `PATH`.
     pub binary: Option<PathBuf>,
-    /// Data directory; unset: `<node.data_dir>/lighthouse`.
+    /// Data directory; unset: `<node.data_dir>/<client>`.
     pub data_dir: Option<PathBuf>,
-    /// Checkpoint sync endpoint; unset: a well-known public one for the network.
-    pub checkpoint_sync_url: Option<String>,
-    /// Extra arguments appended verbatim.
+    /// Checkpoint sync endpoints, tried in order at start until one answers; empty: the network's list of
+    /// well-known public endpoints.
+    pub checkpoint_sync_urls: Vec<String>,
+    /// Extra arguments; a flag given here replaces the profile's own setting of the same flag.
     pub extra_args: Vec<String>,
 }
 
@@ -187,6 +277,8 @@ pub struct PortsSection {
     pub authrpc: u16,
     /// Execution client Prometheus metrics.
     pub execution_metrics: u16,
+    /// Execution discovery v5, UDP (Reth runs discv5 beside discv4; its own default is 9200).
+    pub discv5: u16,
     /// Consensus p2p, TCP and UDP.
     pub consensus_p2p: u16,
     /// Consensus QUIC, UDP.
@@ -208,6 +300,7 @@ impl Default for PortsSection {
             authrpc: 8551,
             // Reth's book uses 9001 for metrics, which is Lighthouse's QUIC port; 6060 is geth's.
             execution_metrics: 6060,
+            discv5: 9200,
             consensus_p2p: 9000,
             consensus_quic: 9001,
             consensus_http: 5052,
@@ -404,6 +497,17 @@ impl Config {
         c
     }
 
+    /// The chain volume's size in GiB: `deploy.volume_size_gib`, else what the execution client needs in
+    /// `execution.mode` plus ~250 GiB for the consensus client and about a year of growth (~50 GB/month).
+    pub fn chain_volume_gib(&self) -> u32 {
+        self.deploy.volume_size_gib.unwrap_or_else(|| {
+            default_volume_gib(
+                self.execution.client_for(self.node.network),
+                self.execution.mode,
+            )
+        })
+    }
+
     /// The JWT secret path, defaulted under the data dir.
     pub fn jwt_path(&self) -> PathBuf {
         self.node
@@ -415,20 +519,19 @@ impl Config {
     /// The execution client's data directory.
     pub fn execution_data_dir(&self) -> PathBuf {
         self.execution.data_dir.clone().unwrap_or_else(|| {
-            let name = match self.execution.client_for(self.node.network) {
-                ExecutionClient::Reth => "reth",
-                ExecutionClient::Anvil => "anvil",
-            };
-            self.node.data_dir.join(name)
+            self.node
+                .data_dir
+                .join(self.execution.client_for(self.node.network).as_str())
         })
     }
 
     /// The consensus client's data directory.
     pub fn consensus_data_dir(&self) -> PathBuf {
-        self.consensus
-            .data_dir
-            .clone()
-            .unwrap_or_else(|| self.node.data_dir.join("lighthouse"))
+        self.consensus.data_dir.clone().unwrap_or_else(|| {
+            self.node
+                .data_dir
+                .join(self.consensus.client_for(self.node.network).as_str())
+        })
     }
 }
 
@@ -493,8 +596,9 @@ pub struct DeploySection {
     pub chain_snapshot_id: Option<String>,
     /// `gp3` or `io2`.
     pub volume_type: VolumeType,
-    /// Chain volume size in GiB.
-    pub volume_size_gib: u32,
+    /// Chain volume size in GiB; unset: what the execution client and `execution.mode` need, with a
+    /// year of growth (see [`Config::chain_volume_gib`]).
+    pub volume_size_gib: Option<u32>,
     /// Provisioned IOPS.
     pub volume_iops: u32,
     /// Throughput in MiB/s (gp3 only).
@@ -530,8 +634,7 @@ impl Default for DeploySection {
             zone_type: ZoneType::Private,
             chain_snapshot_id: None,
             volume_type: VolumeType::Gp3,
-            // Reth full node ~1.2-1.6 TB (2025) + Lighthouse ~130 GiB + ~50 GB/month: a year of headroom.
-            volume_size_gib: 2048,
+            volume_size_gib: None,
             volume_iops: 6000,
             volume_throughput: 500,
             volume_initialization_rate: 0,
@@ -651,5 +754,23 @@ impl Default for MonitorSection {
             cloudwatch: false,
             jsonl: None,
         }
+    }
+}
+
+/// Default chain volume per execution client and mode, GiB. Reth's sizes are from https://reth.rs/run/storage
+/// (mainnet, storage v2, block 24.4M: archive 2.31 TB, full 1.02 TB, minimal 224 GB; the system
+/// requirements page asks for at least 2.8 TB archive and 1.2 TB full); post-Merge receipts add roughly
+/// 0.3 TB to full. Geth's and Nethermind's from their hardware requirements pages (see the README table).
+pub fn default_volume_gib(client: ExecutionClient, mode: StorageMode) -> u32 {
+    use ExecutionClient::*;
+    use StorageMode::*;
+    match (client, mode) {
+        (Reth, Archive) => 4096,
+        (Reth, PostMerge) => 2048,
+        (Reth, Full) => 1536,
+        (Reth, Minimal) => 512,
+        (Geth | Nethermind, Archive) => 6144,
+        (Geth | Nethermind, PostMerge | Full | Minimal) => 2048,
+        (Anvil, _) => 500,
     }
 }

@@ -81,7 +81,7 @@ fn env_overrides_file_values_with_types() {
             ("ETHNODE_READINESS_REFERENCE_RPC", "https://ref.example/v1"),
             ("ETHNODE_EXECUTION_EXTRA_ARGS", "[\"--a\", \"--b\"]"),
             ("ETHNODE_EXECUTION_VERSION", "1.0"),
-            ("ETHNODE_EXECUTION_FULL", "false"),
+            ("ETHNODE_EXECUTION_MODE", "archive"),
             ("ETHNODE_NODE_PUBLIC_IP", "203.0.113.7"),
             ("ETHNODE_LOG", "debug"),
             ("UNRELATED", "x"),
@@ -95,7 +95,7 @@ fn env_overrides_file_values_with_types() {
     );
     assert_eq!(c.execution.extra_args, vec!["--a", "--b"]);
     assert_eq!(c.execution.version.as_deref(), Some("1.0"));
-    assert_eq!(c.execution.full, Some(false));
+    assert_eq!(c.execution.mode, crate::StorageMode::Archive);
     assert_eq!(c.node.public_ip, Some([203, 0, 113, 7].into()));
 }
 
@@ -321,4 +321,32 @@ fn variables_are_listed_and_urls_in_messages_redacted() {
         "error sending request for url (https://mainnet.infura.io/…): timed out"
     );
     assert_eq!(crate::redact_urls_in("no url here"), "no url here");
+}
+
+#[test]
+fn the_default_chain_volume_follows_the_storage_mode() {
+    let with = |toml: &str| load_str(toml, &[]).unwrap().chain_volume_gib();
+    assert_eq!(with(""), 2048);
+    assert_eq!(
+        with("[execution]\nmode = \"archive\"\n"),
+        4096,
+        "archive: >= 3 TB"
+    );
+    assert_eq!(with("[execution]\nmode = \"full\"\n"), 1536);
+    assert_eq!(with("[execution]\nmode = \"minimal\"\n"), 512);
+    assert_eq!(
+        with("[execution]\nmode = \"archive\"\n[deploy]\nvolume_size_gib = 8000\n"),
+        8000
+    );
+    let e = load_str("[execution]\nmode = \"pruned\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("archive") && e.contains("post-merge"), "{e}");
+    let e = load_str("[execution]\nclient = \"geth\"\nmode = \"minimal\"\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("execution.mode") && e.contains("Reth's mode"),
+        "{e}"
+    );
 }

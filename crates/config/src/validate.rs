@@ -1,6 +1,6 @@
 //! Checks that need more than one value: clashing ports, client/network mismatches, missing partners.
 
-use crate::{Config, ConfigError, ConsensusClient, ExecutionClient, Network, Problem};
+use crate::{Config, ConfigError, ConsensusClient, ExecutionClient, Network, Problem, StorageMode};
 use std::collections::BTreeMap;
 
 /// Transport of a listening socket, for clash detection: TCP 9001 and UDP 9001 do not clash.
@@ -27,25 +27,34 @@ impl Config {
         let p = &self.ports;
         let net = self.node.network;
         let mut out = vec![("ports.agent", p.agent, Proto::Tcp)];
-        match self.execution.client_for(net) {
-            ExecutionClient::Anvil => out.push(("ports.http", p.http, Proto::Tcp)),
-            ExecutionClient::Reth => out.extend([
+        let el = self.execution.client_for(net);
+        if el == ExecutionClient::Anvil {
+            out.push(("ports.http", p.http, Proto::Tcp));
+        } else {
+            out.extend([
                 ("ports.p2p", p.p2p, Proto::Tcp),
                 ("ports.p2p", p.p2p, Proto::Udp),
                 ("ports.http", p.http, Proto::Tcp),
                 ("ports.ws", p.ws, Proto::Tcp),
                 ("ports.authrpc", p.authrpc, Proto::Tcp),
                 ("ports.execution_metrics", p.execution_metrics, Proto::Tcp),
-            ]),
+            ]);
         }
-        if self.consensus.client_for(net) == ConsensusClient::Lighthouse {
+        if el == ExecutionClient::Reth {
+            out.push(("ports.discv5", p.discv5, Proto::Udp));
+        }
+        let cl = self.consensus.client_for(net);
+        if cl != ConsensusClient::None {
             out.extend([
                 ("ports.consensus_p2p", p.consensus_p2p, Proto::Tcp),
                 ("ports.consensus_p2p", p.consensus_p2p, Proto::Udp),
-                ("ports.consensus_quic", p.consensus_quic, Proto::Udp),
                 ("ports.consensus_http", p.consensus_http, Proto::Tcp),
                 ("ports.consensus_metrics", p.consensus_metrics, Proto::Tcp),
             ]);
+        }
+        // Of the consensus clients ethnode runs, only Lighthouse speaks QUIC.
+        if cl == ConsensusClient::Lighthouse {
+            out.push(("ports.consensus_quic", p.consensus_quic, Proto::Udp));
         }
         out
     }
@@ -65,9 +74,9 @@ impl Config {
         let cl = self.consensus.client_for(net);
 
         match (net, el) {
-            (Network::Dev, ExecutionClient::Reth) => add(
+            (Network::Dev, c) if c != ExecutionClient::Anvil => add(
                 "execution.client",
-                "the dev network runs anvil, not reth".into(),
+                format!("the dev network runs anvil, not {}", c.as_str()),
                 "remove execution.client or set it to \"anvil\"".into(),
             ),
             (n, ExecutionClient::Anvil) if n != Network::Dev => add(
@@ -81,7 +90,7 @@ impl Config {
             _ => {}
         }
         match (net, cl) {
-            (Network::Dev, ConsensusClient::Lighthouse) => add(
+            (Network::Dev, c) if c != ConsensusClient::None => add(
                 "consensus.client",
                 "the dev network has no consensus layer".into(),
                 "remove consensus.client or set it to \"none\"".into(),
@@ -148,14 +157,54 @@ impl Config {
                 "use a URL like \"https://mainnet.example.org/v3/KEY\" or remove the key".into(),
             );
         }
-        if let Some(url) = &self.consensus.checkpoint_sync_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
+        for url in &self.consensus.checkpoint_sync_urls {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                add(
+                    "consensus.checkpoint_sync_urls",
+                    format!("`{url}` is not an http(s) URL"),
+                    "list URLs like \"https://mainnet.checkpoint.sigp.io\", or remove the key"
+                        .into(),
+                );
+            }
+        }
+        let e = &self.execution;
+        if e.mode == StorageMode::Minimal && el != ExecutionClient::Reth {
             add(
-                "consensus.checkpoint_sync_url",
-                format!("`{url}` is not an http(s) URL"),
-                "use a URL like \"https://mainnet.checkpoint.sigp.io\" or remove the key".into(),
+                "execution.mode",
+                format!(
+                    "`minimal` is Reth's mode; {} has no such preset",
+                    el.as_str()
+                ),
+                "use mode = \"full\" or \"post-merge\", or execution.client = \"reth\"".into(),
             );
+        }
+        for (key, list) in [
+            ("execution.http_api", &e.http_api),
+            ("execution.ws_api", &e.ws_api),
+        ] {
+            if el == ExecutionClient::Anvil {
+                break;
+            }
+            if list.is_empty() {
+                add(
+                    key,
+                    "no namespace: the endpoint would serve nothing".into(),
+                    format!("set {key} = [\"eth\", \"net\", \"web3\"]"),
+                );
+            }
+            for ns in list {
+                if ns.is_empty()
+                    || !ns
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+                {
+                    add(
+                        key,
+                        format!("`{ns}` is not a namespace name"),
+                        "use lowercase names such as \"eth\", \"net\", \"web3\", \"txpool\", \"debug\", \"trace\"".into(),
+                    );
+                }
+            }
         }
         let r = &self.readiness;
         for (key, value) in [

@@ -152,7 +152,7 @@ pub fn estimate(
         format!("{nodes} × {} GiB gp3", e.root_volume_gib),
         nodes * f64::from(e.root_volume_gib) * e.gp3_gb_month,
     );
-    let size = f64::from(d.volume_size_gib);
+    let size = f64::from(config.chain_volume_gib());
     match d.volume_type {
         VolumeType::Gp3 => {
             line(

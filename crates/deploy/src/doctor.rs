@@ -100,7 +100,7 @@ pub async fn doctor(
     let quota = quotas.value("ebs", &quota_name).await?;
     let (used, ours) = ec2.volume_gib(volume_type, stack).await?;
     // The stack's own volumes are replaced, not added to, by what it will run.
-    let wanted = u64::from(d.node_count) * u64::from(d.volume_size_gib);
+    let wanted = u64::from(d.node_count) * u64::from(config.chain_volume_gib());
     out.push(judge_quota(
         &quota_name,
         quota,
@@ -113,7 +113,7 @@ pub async fn doctor(
         out.push(judge_snapshot(
             &id,
             ec2.snapshot(&id).await?,
-            d.volume_size_gib,
+            config.chain_volume_gib(),
         ));
     }
     Ok(out)

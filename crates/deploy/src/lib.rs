@@ -56,6 +56,7 @@ mod tests {
         let p2p: BTreeSet<(String, u16)> = [
             ("tcp", 30303),
             ("udp", 30303),
+            ("udp", 9200),
             ("tcp", 9000),
             ("udp", 9000),
             ("udp", 9001),
@@ -63,6 +64,22 @@ mod tests {
         .into_iter()
         .map(|(p, n)| (p.to_string(), n))
         .collect();
+        // The same ports the default profile's clients listen on for peers (argv and template agree).
+        let profile: BTreeSet<(String, u16)> = ethnode_config::Config::default()
+            .listening_ports()
+            .into_iter()
+            .filter(|(key, ..)| {
+                [
+                    "ports.p2p",
+                    "ports.discv5",
+                    "ports.consensus_p2p",
+                    "ports.consensus_quic",
+                ]
+                .contains(key)
+            })
+            .map(|(_, port, proto)| (proto.to_string(), port))
+            .collect();
+        assert_eq!(profile, p2p);
         assert_eq!(rules_from("CidrIp: 0.0.0.0/0"), p2p);
         assert_eq!(rules_from("CidrIpv6: \"::/0\""), p2p);
         let from_access = rules_from("SourceSecurityGroupId: !Ref AccessSecurityGroup");

@@ -235,7 +235,7 @@ impl StackParams {
             ("ZoneType", d.zone_type.as_str().to_owned()),
             ("ChainSnapshotId", snapshot),
             ("VolumeType", d.volume_type.as_str().to_owned()),
-            ("VolumeSize", d.volume_size_gib.to_string()),
+            ("VolumeSize", config.chain_volume_gib().to_string()),
             ("VolumeIops", d.volume_iops.to_string()),
             ("VolumeThroughput", d.volume_throughput.to_string()),
             (
@@ -387,7 +387,7 @@ fn check_instance_type(
 
 fn check_volume(config: &Config, err: &mut impl FnMut(&'static str, &'static str, String)) {
     let d = &config.deploy;
-    let size = d.volume_size_gib;
+    let size = config.chain_volume_gib();
     if !(500..=16384).contains(&size) {
         err(
             "VolumeSize",
@@ -588,7 +588,7 @@ mod tests {
                 "4000 IOPS",
             ),
             (
-                |c| c.deploy.volume_size_gib = 100,
+                |c| c.deploy.volume_size_gib = Some(100),
                 "VolumeSize (deploy.volume_size_gib): 100 GiB is outside",
                 "1.5 TB",
             ),

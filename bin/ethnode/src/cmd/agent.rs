@@ -37,6 +37,8 @@ impl AgentArgs {
                 .collect();
             let out = serde_json::json!({
                 "host": host,
+                "execution_mode": config.execution.mode.as_str(),
+                "checkpoint_sync_urls": ethnode_clients::checkpoint_urls(&config),
                 "clients": clients,
                 "endpoints": ethnode_agent::endpoints(&config),
             });

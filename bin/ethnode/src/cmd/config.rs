@@ -58,8 +58,11 @@ fn redact(c: &mut ethnode_config::Config) {
         c.agent.admin_token = Some("<hidden: --show-secrets shows it>".into());
     }
     c.readiness.reference_rpc = c.readiness.reference_rpc.as_deref().map(url);
-    c.consensus.checkpoint_sync_url = c.consensus.checkpoint_sync_url.as_deref().map(url);
-    for list in [&mut c.monitor.references, &mut c.monitor.nodes] {
+    for list in [
+        &mut c.monitor.references,
+        &mut c.monitor.nodes,
+        &mut c.consensus.checkpoint_sync_urls,
+    ] {
         for u in list.iter_mut() {
             *u = url(u);
         }

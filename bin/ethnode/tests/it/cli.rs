@@ -238,3 +238,77 @@ async fn a_planted_secret_surfaces_nowhere() {
         assert!(!text.contains(TOKEN), "{surface} shows the token: {text}");
     }
 }
+
+/// The default mainnet node keeps every post-Merge receipt (`eth_getLogs` over any post-Merge range), and
+/// says so in its dry run.
+#[tokio::test]
+async fn the_default_mainnet_node_keeps_post_merge_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ethnode.toml");
+    std::fs::write(
+        &config,
+        format!("[node]\ndata_dir = \"{}/data\"\n", dir.path().display()),
+    )
+    .unwrap();
+    let (code, out, err) = crate::harness::run_ethnode(
+        dir.path(),
+        &["agent", "--dry-run", "--config", config.to_str().unwrap()],
+        &[(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            "http://127.0.0.1:9".into(),
+        )],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let plan: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(plan["execution_mode"], serde_json::json!("post-merge"));
+    let args: Vec<String> = serde_json::from_value(plan["clients"][0]["args"].clone()).unwrap();
+    assert!(
+        args.contains(&"--full".into()) && args.contains(&"--prune.receipts.pre-merge".into()),
+        "{args:?}"
+    );
+    // Nothing was created by a dry run.
+    assert!(!dir.path().join("data").exists());
+}
+
+/// A data directory created in one storage mode is not started in another: the agent refuses with the
+/// reason and the fix, and leaves the data as it was.
+#[tokio::test]
+async fn a_storage_mode_change_on_existing_data_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let reth_dir = d.join("data/reth");
+    std::fs::create_dir_all(reth_dir.join("mainnet")).unwrap();
+    std::fs::write(reth_dir.join(".ethnode-storage-mode"), "full\n").unwrap();
+    let config = d.join("ethnode.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[node]\ndata_dir = \"{dir}/data\"\n[execution]\nbinary = \"/bin/true\"\n\
+             [consensus]\nbinary = \"/bin/true\"\n{ports}",
+            dir = d.display(),
+            ports = mainnet_ports(free_port(), free_port(), free_port()),
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = crate::harness::run_ethnode(
+        d,
+        &["agent", "--config", config.to_str().unwrap()],
+        &[(
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+            "http://127.0.0.1:9".into(),
+        )],
+    )
+    .await;
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("holds a `full` node, and execution.mode is `post-merge`"),
+        "{err}"
+    );
+    assert!(err.contains("execution.mode = \"full\""), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(reth_dir.join(".ethnode-storage-mode")).unwrap(),
+        "full\n"
+    );
+    assert!(reth_dir.join("mainnet").exists());
+}

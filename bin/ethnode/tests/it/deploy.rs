@@ -112,6 +112,7 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     let expected: BTreeSet<(String, i64, String)> = [
         ("tcp", 30303, world.clone()),
         ("udp", 30303, world.clone()),
+        ("udp", 9200, world.clone()),
         ("tcp", 9000, world.clone()),
         ("udp", 9000, world.clone()),
         ("udp", 9001, world.clone()),

@@ -42,7 +42,7 @@ fn mainnet_with_recording_clients(dir: &Path) -> std::path::PathBuf {
         &config,
         format!(
             "[node]\ndata_dir = \"{dir}/data\"\n[execution]\nbinary = \"{dir}/reth\"\n\
-             [consensus]\nbinary = \"{dir}/lighthouse\"\n{ports}[agent]\nstop_grace_secs = 10\n",
+             [consensus]\nbinary = \"{dir}/lighthouse\"\ncheckpoint_sync_urls = [\"http://127.0.0.1:9/\"]\n{ports}[agent]\nstop_grace_secs = 10\n",
             dir = dir.display()
         ),
     )

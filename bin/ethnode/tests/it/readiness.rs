@@ -215,7 +215,7 @@ fn mainnet_node_with(
         &config,
         format!(
             "[node]\ndata_dir = \"{dir}/data\"\n[execution]\nbinary = \"{dir}/reth\"\n\
-             [consensus]\nbinary = \"{dir}/lighthouse\"\n{ports}\
+             [consensus]\nbinary = \"{dir}/lighthouse\"\ncheckpoint_sync_urls = [\"http://127.0.0.1:9/\"]\n{ports}\
              [readiness]\ncheck_interval_secs = 1\nmax_head_age_secs = 10\nmin_peers = {min_peers}\n\
              fail_after = 2\npass_after = 2\n",
             ports = mainnet_ports(http, consensus_http, agent),

@@ -1,0 +1,198 @@
+//! Before the clients start: the execution data directory keeps the storage mode it was created with, and
+//! the consensus client gets a checkpoint sync endpoint that answers.
+
+use ethnode_config::{Config, ConsensusClient, Network};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where the execution data directory records its storage mode.
+pub(crate) const MODE_FILE: &str = ".ethnode-storage-mode";
+
+/// The data directory was created in another storage mode.
+#[derive(Debug, thiserror::Error)]
+pub enum ModeError {
+    /// It says another mode.
+    #[error(
+        "{dir} holds a `{was}` node, and execution.mode is `{now}`: pruning is destructive, so a pruned node cannot become a less pruned one, and a switch the other way deletes history for good. Set execution.mode = \"{was}\" to keep this data, or move {dir} away to sync a `{now}` node from scratch (or start from a snapshot taken in that mode); to switch on purpose, write `{now}` into {marker}"
+    )]
+    Changed {
+        /// The data directory.
+        dir: PathBuf,
+        /// The mode it records.
+        was: String,
+        /// The configured mode.
+        now: String,
+        /// The record.
+        marker: PathBuf,
+    },
+    /// It has data but no record.
+    #[error(
+        "{dir} holds chain data but no record of its storage mode (it predates ethnode's modes; ethnode ran `--full` by default then, which keeps receipts for the last 10,064 blocks only). Write its mode into {marker} — `echo full > {marker}` for such a node — or move {dir} away to sync a `{now}` node from scratch"
+    )]
+    Unrecorded {
+        /// The data directory.
+        dir: PathBuf,
+        /// The configured mode.
+        now: String,
+        /// Where to write it.
+        marker: PathBuf,
+    },
+    /// The record could not be read or written.
+    #[error("storage mode record {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+fn has_data(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .is_ok_and(|mut entries| entries.any(|e| e.is_ok_and(|e| e.file_name() != MODE_FILE)))
+}
+
+/// Refuses a data directory created in another mode; records the mode in a new one.
+pub(crate) fn check_storage_mode(config: &Config) -> Result<(), ModeError> {
+    if config.node.network == Network::Dev {
+        return Ok(());
+    }
+    let dir = config.execution_data_dir();
+    let marker = dir.join(MODE_FILE);
+    let now = config.execution.mode.as_str();
+    match std::fs::read_to_string(&marker) {
+        Ok(was) if was.trim() == now => Ok(()),
+        Ok(was) => Err(ModeError::Changed {
+            dir,
+            was: was.trim().to_owned(),
+            now: now.to_owned(),
+            marker,
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if has_data(&dir) {
+                return Err(ModeError::Unrecorded {
+                    dir,
+                    now: now.to_owned(),
+                    marker,
+                });
+            }
+            std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::write(&marker, format!("{now}\n")))
+                .map_err(|source| ModeError::Io {
+                    path: marker,
+                    source,
+                })
+        }
+        Err(source) => Err(ModeError::Io {
+            path: marker,
+            source,
+        }),
+    }
+}
+
+/// The first checkpoint endpoint that answers the beacon API's genesis query, when the consensus client
+/// will sync from a checkpoint (an empty data directory); none otherwise, or when none answers (the
+/// profile then passes the first one listed and the client reports its own error).
+pub(crate) async fn choose_checkpoint(config: &Config, timeout: Duration) -> Option<String> {
+    if config.consensus.client_for(config.node.network) == ConsensusClient::None
+        || has_data(&config.consensus_data_dir())
+    {
+        return None;
+    }
+    let http = reqwest::Client::builder().timeout(timeout).build().ok()?;
+    for url in ethnode_clients::checkpoint_urls(config) {
+        let probe = format!("{}/eth/v1/beacon/genesis", url.trim_end_matches('/'));
+        match http
+            .get(&probe)
+            .send()
+            .await
+            .and_then(reqwest::Response::error_for_status)
+        {
+            Ok(_) => {
+                tracing::info!(url = %ethnode_config::redact_url(&url), "checkpoint sync endpoint answers");
+                return Some(url);
+            }
+            Err(e) => tracing::warn!(
+                url = %ethnode_config::redact_url(&url),
+                error = %e.without_url(),
+                "checkpoint sync endpoint does not answer; trying the next"
+            ),
+        }
+    }
+    tracing::warn!("no checkpoint sync endpoint answered");
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ethnode_config::StorageMode;
+
+    fn config(dir: &Path) -> Config {
+        let mut c = Config::default();
+        c.node.data_dir = dir.to_path_buf();
+        c
+    }
+
+    #[test]
+    fn a_data_dir_keeps_the_mode_it_was_created_with() {
+        let d = tempfile::tempdir().unwrap();
+        let mut c = config(d.path());
+        check_storage_mode(&c).unwrap();
+        let marker = c.execution_data_dir().join(MODE_FILE);
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "post-merge\n");
+        std::fs::write(c.execution_data_dir().join("db"), "x").unwrap();
+        check_storage_mode(&c).unwrap();
+        c.execution.mode = StorageMode::Archive;
+        let e = check_storage_mode(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("`post-merge` node") && e.contains("execution.mode = \"post-merge\""),
+            "{e}"
+        );
+        // Nothing was touched: the record still says what the data is.
+        assert_eq!(std::fs::read_to_string(&marker).unwrap(), "post-merge\n");
+    }
+
+    #[test]
+    fn data_without_a_record_is_refused_with_the_fix() {
+        let d = tempfile::tempdir().unwrap();
+        let c = config(d.path());
+        std::fs::create_dir_all(c.execution_data_dir().join("mainnet")).unwrap();
+        let e = check_storage_mode(&c).unwrap_err().to_string();
+        assert!(e.contains("echo full >"), "{e}");
+        assert!(!c.execution_data_dir().join(MODE_FILE).exists());
+    }
+
+    #[tokio::test]
+    async fn the_first_checkpoint_endpoint_that_answers_is_chosen() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let live_url = format!("http://{}", live.local_addr().unwrap());
+        let server = tokio::spawn(async move {
+            let (mut s, _) = live.accept().await.unwrap();
+            let mut buf = [0u8; 1024];
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /eth/v1/beacon/genesis "));
+            let body = r#"{"data":{"genesis_time":"1606824023"}}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(resp.as_bytes()).await.unwrap();
+        });
+        let d = tempfile::tempdir().unwrap();
+        let mut c = config(d.path());
+        c.consensus.checkpoint_sync_urls = vec![dead_url, live_url.clone()];
+        assert_eq!(
+            choose_checkpoint(&c, Duration::from_secs(2)).await,
+            Some(live_url)
+        );
+        server.await.unwrap();
+        // A consensus database exists: the client resumes from it and ignores any checkpoint.
+        std::fs::create_dir_all(c.consensus_data_dir().join("beacon")).unwrap();
+        assert_eq!(choose_checkpoint(&c, Duration::from_secs(2)).await, None);
+    }
+}
