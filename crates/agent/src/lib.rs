@@ -316,6 +316,13 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
     for spec in &specs {
         std::fs::create_dir_all(&spec.data_dir)
             .map_err(io(format!("create data dir {}", spec.data_dir.display())))?;
+        for (path, content) in &spec.files {
+            std::fs::write(path, content).map_err(io(format!(
+                "write {} for {}",
+                path.display(),
+                spec.name
+            )))?;
+        }
     }
     if config.node.network != Network::Dev {
         let path = config.jwt_path();

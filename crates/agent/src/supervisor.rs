@@ -232,7 +232,7 @@ fn setpriv() -> Option<&'static PathBuf> {
         .as_ref()
 }
 
-fn start(spec: &ClientSpec, program: &PathBuf) -> std::io::Result<Child> {
+fn start(spec: &ClientSpec, program: &PathBuf, args: &[String]) -> std::io::Result<Child> {
     // PR_SET_PDEATHSIG survives the exec and fires when the agent (the thread that spawned the child: a
     // runtime worker, alive as long as the agent) dies, however it dies.
     let mut cmd = match setpriv() {
@@ -243,7 +243,7 @@ fn start(spec: &ClientSpec, program: &PathBuf) -> std::io::Result<Child> {
         }
         None => Command::new(program),
     };
-    cmd.args(&spec.args)
+    cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -331,7 +331,10 @@ async fn run(
     let name = spec.name;
     let mut crashes: VecDeque<Instant> = VecDeque::new();
     loop {
-        let mut child = match start(&spec, &program) {
+        // A one-shot step first (Nimbus's trusted node sync) while its work is not on disk yet.
+        let prelude = spec.prelude.as_ref().filter(|p| !p.unless_exists.exists());
+        let args = prelude.map_or(&spec.args, |p| &p.args);
+        let mut child = match start(&spec, &program, args) {
             Ok(child) => child,
             Err(e) => {
                 // A missing binary or permission error will not fix itself: count it like a crash.
@@ -357,7 +360,11 @@ async fn run(
             }
         };
         let pid = child.id();
-        tracing::info!(client = name, pid, args = ?spec.args, "client started");
+        if prelude.is_some() {
+            tracing::info!(client = name, pid, args = ?args, "one-shot step started before the client");
+        } else {
+            tracing::info!(client = name, pid, args = ?args, "client started");
+        }
         {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
             s.pid = pid;
@@ -369,6 +376,10 @@ async fn run(
 
         tokio::select! {
             status = child.wait() => {
+                if prelude.is_some() && status.as_ref().is_ok_and(ExitStatus::success) {
+                    tracing::info!(client = name, "one-shot step done; starting the client");
+                    continue;
+                }
                 let last = describe(status);
                 tracing::warn!(client = name, exit = %last, "client exited unexpectedly");
                 if let Some(end) = record_crash(&policy, &mut crashes, &state, &metrics, name, last, &gave_up).await {

@@ -20,6 +20,8 @@ pub(crate) fn spec(config: &Config) -> ClientSpec {
         program: program(&config.execution.binary, "anvil"),
         args: c.finish(&config.execution.extra_args),
         data_dir,
+        prelude: None,
+        files: Vec::new(),
         install_hint: "run `npm install --prefix .tools @foundry-rs/anvil-linux-amd64` (scripts/dev.sh does it), or set execution.binary",
     }
 }

@@ -57,6 +57,19 @@ pub struct ClientSpec {
     pub data_dir: PathBuf,
     /// Where to get the binary when it is missing.
     pub install_hint: &'static str,
+    /// A one-shot run of the same program before the client, while its result is not on disk.
+    pub prelude: Option<Prelude>,
+    /// Files the client reads, written (overwritten) before it starts: path and content.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+/// A one-shot step a client needs before its first start (Nimbus's checkpoint sync is a separate command).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prelude {
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// It is skipped once this path exists.
+    pub unless_exists: PathBuf,
 }
 
 /// The node's processes in start order (execution first); stop them in reverse.

@@ -47,6 +47,8 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         program: program(&config.consensus.binary, "lighthouse"),
         args: c.finish(&config.consensus.extra_args),
         data_dir,
+        prelude: None,
+        files: Vec::new(),
         install_hint: "download a release from https://github.com/sigp/lighthouse/releases and put `lighthouse` on PATH, or set consensus.binary",
     }
 }

@@ -59,6 +59,8 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         program: program(&e.binary, "reth"),
         args: c.finish(&e.extra_args),
         data_dir,
+        prelude: None,
+        files: Vec::new(),
         install_hint: "download a release from https://github.com/paradigmxyz/reth/releases and put `reth` on PATH, or set execution.binary",
     }
 }

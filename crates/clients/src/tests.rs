@@ -270,3 +270,336 @@ fn the_checkpoint_url_that_answered_is_used_else_the_first_listed() {
     assert_eq!(cp(&answered), "https://sepolia.beaconstate.info");
     assert!(checkpoint_urls(&Config::dev("/tmp".into())).is_empty());
 }
+
+fn pair(el: ExecutionClient, cl: ConsensusClient) -> Config {
+    let mut c = Config::default();
+    c.execution.client = Some(el);
+    c.consensus.client = Some(cl);
+    c
+}
+
+fn public() -> HostFacts {
+    HostFacts {
+        public_ip: Some([198, 51, 100, 7].into()),
+        private_ip: Some([10, 0, 1, 5].into()),
+        checkpoint_sync_url: None,
+    }
+}
+
+use ethnode_config::{ConsensusClient, ExecutionClient, StorageMode};
+
+#[test]
+fn geth_exact_args_and_modes() {
+    let c = pair(ExecutionClient::Geth, ConsensusClient::Lighthouse);
+    let el = &plan(&c, &public())[0];
+    assert_eq!((el.name, el.program.to_str().unwrap()), ("geth", "geth"));
+    assert_eq!(
+        el.args,
+        v(&[
+            "--mainnet",
+            "--datadir",
+            "/data/geth",
+            "--history.chain",
+            "postmerge",
+            "--history.logs",
+            "0",
+            "--history.transactions",
+            "0",
+            "--http",
+            "--http.addr",
+            "127.0.0.1",
+            "--http.port",
+            "8545",
+            "--http.api",
+            "eth,net,web3",
+            "--http.vhosts",
+            "*",
+            "--ws",
+            "--ws.addr",
+            "127.0.0.1",
+            "--ws.port",
+            "8546",
+            "--ws.api",
+            "eth,net,web3",
+            "--ipcdisable",
+            "--authrpc.addr",
+            "127.0.0.1",
+            "--authrpc.port",
+            "8551",
+            "--authrpc.jwtsecret",
+            "/data/jwt.hex",
+            "--port",
+            "30303",
+            "--discovery.port",
+            "30303",
+            "--metrics",
+            "--metrics.addr",
+            "127.0.0.1",
+            "--metrics.port",
+            "6060",
+            "--log.format",
+            "logfmt",
+            "--nat",
+            "extip:198.51.100.7",
+        ])
+    );
+    let history = |mode, net| {
+        let mut c = pair(ExecutionClient::Geth, ConsensusClient::Lighthouse);
+        c.execution.mode = mode;
+        c.node.network = net;
+        plan(&c, &HostFacts::default())[0]
+            .args
+            .iter()
+            .filter(|a| {
+                a.starts_with("--history")
+                    || a.starts_with("--gcmode")
+                    || a.starts_with("--syncmode")
+            })
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        history(StorageMode::Archive, Network::Mainnet),
+        v(&["--syncmode", "--gcmode", "--history.state"])
+    );
+    assert_eq!(
+        history(StorageMode::Full, Network::Mainnet),
+        Vec::<String>::new()
+    );
+    // Hoodi began after the Merge; geth refuses `postmerge` there.
+    assert_eq!(
+        history(StorageMode::PostMerge, Network::Hoodi),
+        v(&["--history.logs", "--history.transactions"])
+    );
+    // No public address: no UPnP either.
+    let args = &plan(&c, &HostFacts::default())[0].args;
+    assert!(args.ends_with(&v(&["--nat", "none"])));
+}
+
+#[test]
+fn nethermind_exact_args_and_its_logger_config() {
+    let c = pair(ExecutionClient::Nethermind, ConsensusClient::Teku);
+    let el = &plan(&c, &public())[0];
+    assert_eq!(
+        el.args,
+        v(&[
+            "--config",
+            "mainnet",
+            "--data-dir",
+            "/data/nethermind",
+            "--Sync.AncientBodiesBarrier",
+            "15537394",
+            "--Sync.AncientReceiptsBarrier",
+            "15537394",
+            "--History.Pruning",
+            "Disabled",
+            "--Receipt.TxLookupLimit",
+            "0",
+            "--JsonRpc.Enabled",
+            "true",
+            "--JsonRpc.Host",
+            "127.0.0.1",
+            "--JsonRpc.Port",
+            "8545",
+            "--JsonRpc.EnabledModules",
+            "[eth,net,web3]",
+            "--Init.WebSocketsEnabled",
+            "true",
+            "--JsonRpc.WebSocketsPort",
+            "8546",
+            "--JsonRpc.EngineHost",
+            "127.0.0.1",
+            "--JsonRpc.EnginePort",
+            "8551",
+            "--JsonRpc.JwtSecretFile",
+            "/data/jwt.hex",
+            "--Network.P2PPort",
+            "30303",
+            "--Network.DiscoveryPort",
+            "30303",
+            "--Metrics.Enabled",
+            "true",
+            "--Metrics.ExposeHost",
+            "127.0.0.1",
+            "--Metrics.ExposePort",
+            "6060",
+            "--logger-config",
+            "/data/nethermind/NLog.ethnode.config",
+            "--Network.ExternalIp",
+            "198.51.100.7",
+        ])
+    );
+    let (path, content) = &el.files[0];
+    assert_eq!(path, &PathBuf::from("/data/nethermind/NLog.ethnode.config"));
+    assert!(content.contains("xsi:type=\"Console\"") && !content.contains("File"));
+    let mut archive = c.clone();
+    archive.execution.mode = StorageMode::Archive;
+    assert_eq!(
+        &plan(&archive, &public())[0].args[..2],
+        &v(&["--config", "mainnet_archive"])[..]
+    );
+}
+
+#[test]
+fn teku_exact_args() {
+    let c = pair(ExecutionClient::Reth, ConsensusClient::Teku);
+    let cl = &plan(&c, &public())[1];
+    assert_eq!(
+        cl.args,
+        v(&[
+            "--network=mainnet",
+            "--data-path=/data/teku",
+            "--ee-endpoint=http://127.0.0.1:8551",
+            "--ee-jwt-secret-file=/data/jwt.hex",
+            "--rest-api-enabled=true",
+            "--rest-api-interface=127.0.0.1",
+            "--rest-api-port=5052",
+            "--metrics-enabled=true",
+            "--metrics-interface=127.0.0.1",
+            "--metrics-port=5054",
+            "--p2p-port=9000",
+            "--p2p-quic-port=9001",
+            "--log-destination=CONSOLE",
+            "--log-color-enabled=false",
+            "--checkpoint-sync-url=https://mainnet.checkpoint.sigp.io",
+            "--p2p-advertised-ip=198.51.100.7",
+            "--p2p-advertised-port=9000",
+            "--p2p-advertised-udp-port=9000",
+            "--p2p-advertised-quic-port=9001",
+        ])
+    );
+    assert!(
+        !plan(&c, &HostFacts::default())[1]
+            .args
+            .iter()
+            .any(|a| a.starts_with("--p2p-advertised"))
+    );
+}
+
+#[test]
+fn nimbus_exact_args_with_its_checkpoint_sync_step() {
+    let c = pair(ExecutionClient::Reth, ConsensusClient::Nimbus);
+    let cl = &plan(&c, &public())[1];
+    assert_eq!(cl.program, PathBuf::from("nimbus_beacon_node"));
+    assert_eq!(
+        cl.args,
+        v(&[
+            "--network=mainnet",
+            "--data-dir=/data/nimbus",
+            "--el=http://127.0.0.1:8551",
+            "--jwt-secret=/data/jwt.hex",
+            "--rest=true",
+            "--rest-address=127.0.0.1",
+            "--rest-port=5052",
+            "--metrics=true",
+            "--metrics-address=127.0.0.1",
+            "--metrics-port=5054",
+            "--tcp-port=9000",
+            "--udp-port=9000",
+            "--log-format=nocolors",
+            "--status-bar=false",
+            "--nat=extip:198.51.100.7",
+        ])
+    );
+    let prelude = cl.prelude.as_ref().unwrap();
+    assert_eq!(
+        prelude.args,
+        v(&[
+            "trustedNodeSync",
+            "--network=mainnet",
+            "--data-dir=/data/nimbus",
+            "--trusted-node-url=https://mainnet.checkpoint.sigp.io",
+            "--backfill=false",
+        ])
+    );
+    assert_eq!(prelude.unless_exists, PathBuf::from("/data/nimbus/db"));
+}
+
+#[test]
+fn lodestar_exact_args() {
+    let c = pair(ExecutionClient::Reth, ConsensusClient::Lodestar);
+    let cl = &plan(&c, &public())[1];
+    assert_eq!(
+        cl.args,
+        v(&[
+            "beacon",
+            "--network",
+            "mainnet",
+            "--dataDir",
+            "/data/lodestar",
+            "--execution.urls",
+            "http://127.0.0.1:8551",
+            "--jwtSecret",
+            "/data/jwt.hex",
+            "--rest",
+            "--rest.address",
+            "127.0.0.1",
+            "--rest.port",
+            "5052",
+            "--metrics",
+            "--metrics.address",
+            "127.0.0.1",
+            "--metrics.port",
+            "5054",
+            "--port",
+            "9000",
+            "--discoveryPort",
+            "9000",
+            "--logFile",
+            "none",
+            "--checkpointSyncUrl",
+            "https://mainnet.checkpoint.sigp.io",
+            "--enr.ip",
+            "198.51.100.7",
+            "--enr.tcp",
+            "9000",
+            "--enr.udp",
+            "9000",
+        ])
+    );
+}
+
+/// Every pair: two processes, the same JWT on both sides, the Engine API and the beacon API on loopback,
+/// and readiness reading the same standard beacon API.
+#[test]
+fn every_pair_shares_the_jwt_and_serves_the_beacon_api() {
+    for el in [
+        ExecutionClient::Reth,
+        ExecutionClient::Geth,
+        ExecutionClient::Nethermind,
+    ] {
+        for cl in [
+            ConsensusClient::Lighthouse,
+            ConsensusClient::Teku,
+            ConsensusClient::Nimbus,
+            ConsensusClient::Lodestar,
+        ] {
+            let c = pair(el, cl);
+            c.validate()
+                .unwrap_or_else(|e| panic!("{el:?}+{cl:?}: {e}"));
+            let p = plan(&c, &public());
+            assert_eq!(p.len(), 2);
+            for spec in &p {
+                assert!(
+                    spec.args.iter().any(|a| a.contains("/data/jwt.hex")),
+                    "{}: {:?}",
+                    spec.name,
+                    spec.args
+                );
+                assert!(
+                    spec.args.iter().any(|a| a.contains("8551")),
+                    "{}",
+                    spec.name
+                );
+            }
+            assert_eq!(
+                consensus_api_url(&c).as_deref(),
+                Some("http://127.0.0.1:5052")
+            );
+            assert_eq!(
+                p[1].data_dir,
+                PathBuf::from(format!("/data/{}", cl.as_str()))
+            );
+        }
+    }
+}

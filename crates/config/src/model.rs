@@ -761,7 +761,7 @@ impl Default for MonitorSection {
 /// (mainnet, storage v2, block 24.4M: archive 2.31 TB, full 1.02 TB, minimal 224 GB; the system
 /// requirements page asks for at least 2.8 TB archive and 1.2 TB full); post-Merge receipts add roughly
 /// 0.3 TB to full. Geth's and Nethermind's from their hardware requirements pages (see the README table).
-pub fn default_volume_gib(client: ExecutionClient, mode: StorageMode) -> u32 {
+pub(crate) fn default_volume_gib(client: ExecutionClient, mode: StorageMode) -> u32 {
     use ExecutionClient::*;
     use StorageMode::*;
     match (client, mode) {

@@ -52,8 +52,8 @@ impl Config {
                 ("ports.consensus_metrics", p.consensus_metrics, Proto::Tcp),
             ]);
         }
-        // Of the consensus clients ethnode runs, only Lighthouse speaks QUIC.
-        if cl == ConsensusClient::Lighthouse {
+        // Lighthouse and Teku (26.x) speak QUIC; Nimbus and Lodestar do not (in their documented releases).
+        if matches!(cl, ConsensusClient::Lighthouse | ConsensusClient::Teku) {
             out.push(("ports.consensus_quic", p.consensus_quic, Proto::Udp));
         }
         out
