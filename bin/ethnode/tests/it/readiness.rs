@@ -9,7 +9,15 @@ use std::time::Duration;
 const BEACON: &str = r#"
 import json, sys, time, urllib.request
 from http.server import BaseHTTPRequestHandler, HTTPServer
-port, state, el = int(sys.argv[sys.argv.index("--http-port") + 1]), sys.argv[-2], sys.argv[-1]
+def flag(name):
+    for i, a in enumerate(sys.argv):
+        if a == name:
+            return sys.argv[i + 1]
+        if a.startswith(name + "="):
+            return a.split("=", 1)[1]
+# Lighthouse's, Nimbus's, Lodestar's and Teku's spelling of the beacon API port.
+port = int(next(v for v in map(flag, ["--http-port", "--rest-port", "--rest.port", "--rest-api-port"]) if v))
+state, el = sys.argv[-2], sys.argv[-1]
 # Slot = block = one second here (anvil --block-time 1). "follow": the consensus head is the execution
 # client's head, and the clock moves on when it stops (missed slots). "advance": the chain goes on without
 # the execution client (it stalled): the head grows a block a second from where it was.
@@ -429,4 +437,48 @@ async fn a_syncing_reth_shows_its_pipeline_stage_and_an_eta_from_its_metrics() {
     assert!((15_000.0..25_000.0).contains(&eta), "{sync}");
     assert_eq!(status["ready"], json!(false));
     assert!(failing(&status).contains(&"execution_synced".to_string()));
+}
+
+/// Nimbus's checkpoint sync is a separate command: the agent runs it once, before the node, while the data
+/// directory has no database, then the node itself (here a beacon-API stand-in), which becomes ready; a
+/// second start of the agent does not run it again.
+#[tokio::test]
+async fn nimbus_checkpoint_sync_runs_once_before_the_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (config, agent) = mainnet_node(d, 1, true);
+    // The stand-in: `trustedNodeSync` records its arguments and makes the database, anything else serves
+    // the beacon API.
+    script(
+        &d.join("nimbus"),
+        &format!(
+            "if [ \"$1\" = trustedNodeSync ]; then echo \"$@\" >> {log}; mkdir -p {dir}/data/nimbus/db; exit 0; fi\n\
+             exec {lighthouse} \"$@\"",
+            log = d.join("prelude.log").display(),
+            dir = d.display(),
+            lighthouse = d.join("lighthouse").display(),
+        ),
+    );
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[consensus]\n", "[consensus]\nclient = \"nimbus\"\n")
+        .replace(&format!("{}/lighthouse\"", d.display()), &format!("{}/nimbus\"", d.display()));
+    std::fs::write(&config, text).unwrap();
+    for round in 1..=2 {
+        let mut node = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
+        let ready = format!("http://127.0.0.1:{agent}/health/ready");
+        wait_for("ready", Duration::from_secs(40), || async {
+            let (code, _) = get_json(&ready).await?;
+            (code == 200).then_some(())
+        })
+        .await;
+        let log = std::fs::read_to_string(d.join("prelude.log")).unwrap();
+        assert_eq!(log.lines().count(), 1, "round {round}: {log}");
+        assert!(
+            log.contains("--trusted-node-url=http://127.0.0.1:9/") && log.contains("--backfill=false"),
+            "{log}"
+        );
+        node.signal(nix::sys::signal::Signal::SIGTERM);
+        assert!(node.wait(Duration::from_secs(30)).await.success());
+    }
 }
