@@ -438,7 +438,9 @@ impl Checker {
             }
             Some(
                 self.el
-                    .raw_request::<_, U64>("net_peerCount".into(), ())
+                    // `[]`, not `()`: unit params serialize as `"params": null`, which JSON-RPC 2.0 does
+                    // not allow and stricter servers (ethereumjs) refuse as an invalid request.
+                    .raw_request::<_, U64>("net_peerCount".into(), [(); 0])
                     .await
                     .map(|p| p.to::<u64>())
                     .map_err(|e| e.to_string()),

@@ -9,6 +9,7 @@
 mod agent;
 mod cli;
 mod deploy;
+mod ethereumjs;
 mod harness;
 mod imds;
 mod monitor;

@@ -462,7 +462,10 @@ async fn nimbus_checkpoint_sync_runs_once_before_the_node() {
     let text = std::fs::read_to_string(&config)
         .unwrap()
         .replace("[consensus]\n", "[consensus]\nclient = \"nimbus\"\n")
-        .replace(&format!("{}/lighthouse\"", d.display()), &format!("{}/nimbus\"", d.display()));
+        .replace(
+            &format!("{}/lighthouse\"", d.display()),
+            &format!("{}/nimbus\"", d.display()),
+        );
     std::fs::write(&config, text).unwrap();
     for round in 1..=2 {
         let mut node = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
@@ -475,7 +478,8 @@ async fn nimbus_checkpoint_sync_runs_once_before_the_node() {
         let log = std::fs::read_to_string(d.join("prelude.log")).unwrap();
         assert_eq!(log.lines().count(), 1, "round {round}: {log}");
         assert!(
-            log.contains("--trusted-node-url=http://127.0.0.1:9/") && log.contains("--backfill=false"),
+            log.contains("--trusted-node-url=http://127.0.0.1:9/")
+                && log.contains("--backfill=false"),
             "{log}"
         );
         node.signal(nix::sys::signal::Signal::SIGTERM);
