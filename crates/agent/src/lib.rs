@@ -305,6 +305,13 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
     let programs = resolve_binaries(&ethnode_clients::plan(&config, &facts))?;
     check_ports(&config)?;
     prepare::check_storage_mode(&config)?;
+    prepare::drop_stale_consensus_db(&config).map_err(|source| AgentError::Io {
+        what: format!(
+            "drop the stale consensus database in {}",
+            config.consensus_data_dir().display()
+        ),
+        source,
+    })?;
     facts.checkpoint_sync_url = prepare::choose_checkpoint(&config, Duration::from_secs(5)).await;
     let specs = ethnode_clients::plan(&config, &facts);
 

@@ -90,6 +90,66 @@ pub(crate) fn check_storage_mode(config: &Config) -> Result<(), ModeError> {
     }
 }
 
+/// The newest modification time under `dir` (bounded walk: a beacon database has thousands of files, not
+/// millions), or none when it holds no file.
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    let mut stack = vec![dir.to_path_buf()];
+    let mut seen = 0usize;
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            seen += 1;
+            if seen > 200_000 {
+                return newest;
+            }
+            let Ok(meta) = e.metadata() else { continue };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if let Ok(m) = meta.modified() {
+                newest = newest.max(Some(m));
+            }
+        }
+    }
+    newest
+}
+
+/// Drops a consensus database last written more than `consensus.max_db_age_hours` ago — in practice one
+/// restored from a snapshot — so that the client checkpoint-syncs (minutes) instead of range-syncing
+/// from a days-old head (slower, and unsafe past the weak-subjectivity period). Beacon data is the
+/// network's, not the operator's: nothing is lost that the network cannot give back. Returns its age.
+pub(crate) fn drop_stale_consensus_db(config: &Config) -> std::io::Result<Option<Duration>> {
+    let hours = config.consensus.max_db_age_hours;
+    if hours == 0 || config.consensus.client_for(config.node.network) == ConsensusClient::None {
+        return Ok(None);
+    }
+    let dir = config.consensus_data_dir();
+    let Some(newest) = newest_mtime(&dir) else {
+        return Ok(None);
+    };
+    let age = newest.elapsed().unwrap_or_default();
+    if age <= Duration::from_secs(hours * 3600) {
+        return Ok(None);
+    }
+    tracing::warn!(
+        dir = %dir.display(),
+        age_hours = age.as_secs() / 3600,
+        max_db_age_hours = hours,
+        "consensus database is older than consensus.max_db_age_hours (restored from a snapshot?): removing it so the client checkpoint-syncs"
+    );
+    for e in std::fs::read_dir(&dir)? {
+        let path = e?.path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(&path)?;
+        } else {
+            std::fs::remove_file(&path)?;
+        }
+    }
+    Ok(Some(age))
+}
+
 /// The first checkpoint endpoint that answers the beacon API's genesis query, when the consensus client
 /// will sync from a checkpoint (an empty data directory); none otherwise, or when none answers (the
 /// profile then passes the first one listed and the client reports its own error).
@@ -161,6 +221,43 @@ mod tests {
         let e = check_storage_mode(&c).unwrap_err().to_string();
         assert!(e.contains("echo full >"), "{e}");
         assert!(!c.execution_data_dir().join(MODE_FILE).exists());
+    }
+
+    #[test]
+    fn a_stale_consensus_database_is_dropped_a_fresh_one_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let c = config(d.path());
+        let cl = c.consensus_data_dir();
+        std::fs::create_dir_all(cl.join("beacon/chain_db")).unwrap();
+        let file = cl.join("beacon/chain_db/000001.sst");
+        std::fs::write(&file, "x").unwrap();
+        // Fresh (an agent or container restart): kept.
+        assert_eq!(drop_stale_consensus_db(&c).unwrap(), None);
+        assert!(file.exists());
+        // Last written two days ago (a volume restored from yesterday's snapshot): dropped.
+        let old = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let age = drop_stale_consensus_db(&c).unwrap().unwrap();
+        assert!(age >= Duration::from_secs(47 * 3600));
+        assert!(!cl.join("beacon").exists() && cl.exists());
+        // Off: never.
+        let mut off = c.clone();
+        off.consensus.max_db_age_hours = 0;
+        std::fs::create_dir_all(cl.join("beacon/chain_db")).unwrap();
+        std::fs::write(&file, "x").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(drop_stale_consensus_db(&off).unwrap(), None);
+        assert!(file.exists());
     }
 
     #[tokio::test]

@@ -233,7 +233,7 @@ impl ExecutionSection {
 }
 
 /// `[consensus]`
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConsensusSection {
     /// `lighthouse`, `teku`, `nimbus`, `lodestar` or `none`; unset: none on dev, lighthouse elsewhere.
@@ -249,8 +249,26 @@ pub struct ConsensusSection {
     /// Checkpoint sync endpoints, tried in order at start until one answers; empty: the network's list of
     /// well-known public endpoints.
     pub checkpoint_sync_urls: Vec<String>,
+    /// A consensus database last written longer ago than this (hours) is dropped at start, so that the
+    /// client checkpoint-syncs in minutes instead of catching up from a snapshot's old head; 0: never.
+    pub max_db_age_hours: u64,
     /// Extra arguments; a flag given here replaces the profile's own setting of the same flag.
     pub extra_args: Vec<String>,
+}
+
+impl Default for ConsensusSection {
+    fn default() -> Self {
+        Self {
+            client: None,
+            version: None,
+            image: None,
+            binary: None,
+            data_dir: None,
+            checkpoint_sync_urls: Vec::new(),
+            max_db_age_hours: 6,
+            extra_args: Vec::new(),
+        }
+    }
 }
 
 impl ConsensusSection {
