@@ -1,7 +1,7 @@
 //! `ethnode cost`: what the configured stack costs per month, from the price table in the repo, next to a
 //! hosted RPC plan at the same request volume. Plain arithmetic, no network call.
 
-use ethnode_config::{Config, VolumeType};
+use ethnode_config::{Config, ConsensusClient, ExecutionClient, StorageMode, VolumeType};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -109,6 +109,72 @@ pub struct CostReport {
     pub hosted_requests_month: f64,
     /// Price table date and region.
     pub prices: String,
+    /// What the client pair needs.
+    pub needs: Needs,
+}
+
+/// What a client pair needs on one host, from each client's own documentation.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Needs {
+    /// The pair, e.g. `reth + lighthouse (post-merge)`.
+    pub pair: String,
+    /// Memory, GiB: the larger of the execution client's own figure and the consensus client's figure
+    /// for a host that also runs an execution client.
+    pub memory_gib: u32,
+    /// The chain volume the config gets (`deploy.volume_size_gib`, or the mode's default).
+    pub volume_gib: u32,
+    /// Where the figures come from.
+    pub sources: Vec<&'static str>,
+}
+
+/// The pair's needs. Execution: reth.rs/run/system-requirements (full 8 GB+, archive 16 GB+),
+/// geth.ethereum.org/docs/getting-started/hardware-requirements (16 GB), docs.nethermind.io/get-started/system-requirements
+/// (16 GB, archive 128 GB). Consensus with an execution client on the host: docs.teku.consensys.io
+/// system requirements (16 GB), nimbus.guide/hardware.html (16 GB), chainsafe.github.io/lodestar (32 GB);
+/// Lighthouse's book states no figure, so ethnode's 16 GiB (what it has run Reth + Lighthouse with).
+pub fn needs(config: &Config) -> Needs {
+    let net = config.node.network;
+    let el = config.execution.client_for(net);
+    let cl = config.consensus.client_for(net);
+    let mode = config.execution.mode;
+    let (el_mem, el_src) = match (el, mode) {
+        (ExecutionClient::Reth, StorageMode::Archive) => {
+            (16, "https://reth.rs/run/system-requirements")
+        }
+        (ExecutionClient::Reth, _) => (8, "https://reth.rs/run/system-requirements"),
+        (ExecutionClient::Geth, _) => (
+            16,
+            "https://geth.ethereum.org/docs/getting-started/hardware-requirements",
+        ),
+        (ExecutionClient::Nethermind, StorageMode::Archive) => (
+            128,
+            "https://docs.nethermind.io/get-started/system-requirements",
+        ),
+        (ExecutionClient::Nethermind, _) => (
+            16,
+            "https://docs.nethermind.io/get-started/system-requirements",
+        ),
+        (ExecutionClient::Anvil, _) => (1, "anvil: a dev chain"),
+    };
+    let (cl_mem, cl_src) = match cl {
+        ConsensusClient::Lighthouse => (
+            16,
+            "Lighthouse: no figure in its book; ethnode runs Reth + Lighthouse in 16 GiB",
+        ),
+        ConsensusClient::Teku => (
+            16,
+            "https://docs.teku.consensys.io/get-started/system-requirements",
+        ),
+        ConsensusClient::Nimbus => (16, "https://nimbus.guide/hardware.html"),
+        ConsensusClient::Lodestar => (32, "https://chainsafe.github.io/lodestar"),
+        ConsensusClient::None => (0, "no consensus client"),
+    };
+    Needs {
+        pair: format!("{} + {} ({})", el.as_str(), cl.as_str(), mode.as_str()),
+        memory_gib: el_mem.max(cl_mem),
+        volume_gib: config.chain_volume_gib(),
+        sources: vec![el_src, cl_src],
+    }
 }
 
 /// Estimates the monthly cost of the stack `config` describes; `requests_per_second` overrides the
@@ -236,7 +302,57 @@ pub fn estimate(
             "{} prices of {} ({})",
             table.region, table.date, table.source
         ),
+        needs: needs(config),
     })
+}
+
+#[cfg(test)]
+mod needs_tests {
+    use super::*;
+
+    #[test]
+    fn each_pair_needs_what_its_clients_documentation_says() {
+        let with = |el, cl, mode| {
+            let mut c = Config::default();
+            c.execution.client = Some(el);
+            c.consensus.client = Some(cl);
+            c.execution.mode = mode;
+            needs(&c)
+        };
+        let n = with(
+            ExecutionClient::Reth,
+            ConsensusClient::Lighthouse,
+            StorageMode::PostMerge,
+        );
+        assert_eq!(
+            (n.pair.as_str(), n.memory_gib, n.volume_gib),
+            ("reth + lighthouse (post-merge)", 16, 2048)
+        );
+        assert_eq!(
+            with(
+                ExecutionClient::Reth,
+                ConsensusClient::Lodestar,
+                StorageMode::Full
+            )
+            .memory_gib,
+            32
+        );
+        let n = with(
+            ExecutionClient::Nethermind,
+            ConsensusClient::Teku,
+            StorageMode::Archive,
+        );
+        assert_eq!((n.memory_gib, n.volume_gib), (128, 6144));
+        assert_eq!(
+            with(
+                ExecutionClient::Geth,
+                ConsensusClient::Nimbus,
+                StorageMode::PostMerge
+            )
+            .memory_gib,
+            16
+        );
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ mod doctor;
 mod params;
 mod summary;
 
-pub use cost::{CostLine, CostReport, PriceTable, estimate};
+pub use cost::{CostLine, CostReport, Needs, PriceTable, estimate, needs};
 pub use doctor::{Finding, doctor};
 pub use params::{
     ParamError, StackParams, ami_parameter, is_arm64, rolling_minimum_healthy_percent,

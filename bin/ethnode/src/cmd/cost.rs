@@ -48,6 +48,11 @@ impl CostArgs {
             println!("  {:<24} {:>10.2} USD   {}", l.item, l.usd_month, l.detail);
         }
         println!("  {:<24} {:>10.2} USD", "TOTAL", report.total_usd_month);
+        let n = &report.needs;
+        println!(
+            "\n{} needs >= {} GiB of memory (deploy.instance_type {}) and gets a {} GiB chain volume.",
+            n.pair, n.memory_gib, config.deploy.instance_type, n.volume_gib
+        );
         println!(
             "\nHosted RPC at the same volume ({:.1} M requests/month): {:.2} USD/month.",
             report.hosted_requests_month / 1e6,
