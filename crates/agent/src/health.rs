@@ -178,6 +178,10 @@ pub struct Status {
     pub prewarm: Option<crate::PrewarmProgress>,
     /// Unix time of the last check.
     pub checked_at: u64,
+    /// The client processes the last check saw (their start times): a verdict is about those processes,
+    /// not about ones started since.
+    #[serde(skip)]
+    pub(crate) covered: Vec<Option<Instant>>,
 }
 
 /// The beacon API's `{"data": …}` envelope.
@@ -245,6 +249,8 @@ pub(crate) struct Probe {
     /// Reth's per-stage sync gauges, read while it syncs.
     pub(crate) reth_stages:
         Option<Result<std::collections::BTreeMap<String, progress::StageGauges>, String>>,
+    /// A client process is not running (set by the caller, which supervises them).
+    pub(crate) clients_down: bool,
 }
 
 /// Probes the node and keeps the history needed for hysteresis, rates and forecasts.
@@ -475,6 +481,7 @@ impl Checker {
             consensus,
             reference_head,
             reth_stages,
+            clients_down: false,
         }
     }
 
@@ -689,6 +696,11 @@ impl Checker {
 
     /// Applies hysteresis to this round's verdict; returns why the verdict differs from it, if it does.
     fn settle(&mut self, pass: bool, unreachable: bool) -> Option<String> {
+        if unreachable {
+            self.ready = false;
+            self.streak = 0;
+            return pass.then(|| "a client process is down or not answering".to_string());
+        }
         if pass == self.ready {
             self.streak = 0;
             return None;
@@ -699,7 +711,7 @@ impl Checker {
         } else {
             self.fail_after
         };
-        if self.streak >= needed || (unreachable && !pass) {
+        if self.streak >= needed {
             self.ready = pass;
             self.streak = 0;
             return None;
@@ -722,7 +734,9 @@ impl Checker {
         let head = p.head.as_ref().and_then(|h| h.as_ref().ok()).cloned();
         let checks = self.checks(&p, head.as_ref());
         let pass = checks.iter().all(|c| c.ok);
-        let unreachable = matches!(p.syncing, Some(Err(_))) && head.is_none();
+        // A dead client, or an execution client that answers nothing: out at once, and back in only
+        // after `pass_after` passing checks.
+        let unreachable = p.clients_down || (matches!(p.syncing, Some(Err(_))) && head.is_none());
         let note = self.settle(pass, unreachable);
         let consensus = p.consensus.as_ref().and_then(|c| c.as_ref().ok()).cloned();
         let syncing = p.syncing.unwrap_or(Err("not probed".into()));
@@ -737,11 +751,17 @@ impl Checker {
             ),
         };
         let stages = p.reth_stages.and_then(Result::ok);
+        // Reth runs its whole pipeline towards a target fixed when the run starts (Headers downloads to
+        // it first, so it is the highest checkpoint); the chain moves past it meanwhile. The running stage
+        // is the first one behind that target; only when every stage has reached it and the chain is
+        // further on does a new run (Headers again) begin.
         let running = stages.as_ref().and_then(|m| {
-            let target = highest
-                .filter(|h| Some(*h) > current)
-                .or(progress::highest_checkpoint(m))?;
-            progress::running_stage(m, target)
+            let run_target = progress::highest_checkpoint(m)?;
+            progress::running_stage(m, run_target).or_else(|| {
+                highest
+                    .filter(|h| *h > run_target)
+                    .and_then(|h| progress::running_stage(m, h))
+            })
         });
         // Reth's fully processed block is its Finish checkpoint; eth_syncing's current block lags behind
         // it or stands still during backfill.
@@ -947,6 +967,7 @@ mod tests {
             consensus: Some(Ok(consensus(n, age / 12))),
             reference_head: Some(Ok(n)),
             reth_stages: None,
+            clients_down: false,
         }
     }
 
@@ -1088,6 +1109,20 @@ mod tests {
         assert_eq!(s.sync.stage, "starting");
     }
 
+    /// A client process that died and came back within `fail_after` checks must still earn readiness
+    /// back with `pass_after` passing checks.
+    #[test]
+    fn a_client_that_was_down_earns_readiness_back() {
+        let mut c = ready_checker();
+        let mut p = at(104, 5);
+        p.clients_down = true;
+        assert!(!c.evaluate(p, Instant::now()).ready);
+        let s = c.evaluate(at(105, 5), Instant::now());
+        assert!(s.checks_pass && !s.ready, "{:?}", s.readiness_note);
+        c.evaluate(at(106, 5), Instant::now());
+        assert!(c.evaluate(at(107, 5), Instant::now()).ready);
+    }
+
     #[test]
     fn failing_reference_does_not_block_readiness() {
         let mut c = ready_checker();
@@ -1134,14 +1169,15 @@ mod tests {
         let probe = |processed| {
             let mut p = at(0, 3_600 * 24 * 365);
             p.syncing = Some(Ok(Some((0, 0))));
-            p.consensus = Some(Ok(consensus(21_000_000, 0)));
+            // The chain has moved on since this pipeline run began at 21,000,000.
+            p.consensus = Some(Ok(consensus(21_050_000, 0)));
             p.reth_stages = Some(Ok(metrics(processed)));
             p
         };
         let s = c.evaluate(probe(1_000_000_000), t0);
         assert_eq!(s.sync.stage, "syncing:Execution");
         assert_eq!((s.sync.stage_index, s.sync.stages), (Some(3), Some(5)));
-        assert_eq!(s.sync.highest_block, Some(21_000_000));
+        assert_eq!(s.sync.highest_block, Some(21_050_000));
         assert_eq!(s.sync.eta_secs, None, "one sample: rate unknown");
         let s = c.evaluate(probe(1_001_000_000), t0 + Duration::from_secs(100));
         // 10,000 entities/s, 1.999e9 left.
@@ -1149,5 +1185,17 @@ mod tests {
         assert_eq!(s.sync.eta_of.as_deref(), Some("stage Execution"));
         assert_eq!(s.sync.stage_processed, Some(1_001_000_000));
         assert!(!s.ready);
+
+        // Every stage at the run's target, the chain further on: a new run, Headers first.
+        let done = progress::parse_reth_metrics(
+            "reth_sync_checkpoint{stage=\"Headers\"} 21000000\n\
+             reth_sync_checkpoint{stage=\"Execution\"} 21000000\n\
+             reth_sync_checkpoint{stage=\"Finish\"} 21000000\n",
+        );
+        let mut p = probe(0);
+        p.reth_stages = Some(Ok(done));
+        let s = c.evaluate(p, t0 + Duration::from_secs(200));
+        assert_eq!(s.sync.stage, "syncing:Headers");
+        assert_eq!(s.sync.current_block, Some(21_000_000));
     }
 }

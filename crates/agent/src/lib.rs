@@ -134,6 +134,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// Every client process runs.
+    pub(crate) fn clients_running(&self) -> bool {
+        self.clients
+            .iter()
+            .all(|c| c.lock().unwrap_or_else(|p| p.into_inner()).running)
+    }
+
+    /// When each client process started: a change means another process than the one last checked.
+    pub(crate) fn client_starts(&self) -> Vec<Option<Instant>> {
+        self.clients
+            .iter()
+            .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).started)
+            .collect()
+    }
+
     /// The latest health check combined with the live client, host and DNS state.
     pub(crate) fn status(&self) -> Status {
         let mut s = self
@@ -147,7 +162,9 @@ impl Shared {
             .map(|c| c.lock().unwrap_or_else(|p| p.into_inner()).snapshot())
             .collect();
         s.live = !self.stopping.load(Ordering::Relaxed) && s.clients.iter().all(|c| c.running);
-        s.ready = s.ready && s.live;
+        // A client restarted since the last check: that check said nothing about the new process (which
+        // may not even answer yet).
+        s.ready = s.ready && s.live && s.covered == self.client_starts();
         if let Some(why) = self
             .paused
             .lock()
@@ -314,6 +331,13 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
     })?;
     facts.checkpoint_sync_url = prepare::choose_checkpoint(&config, Duration::from_secs(5)).await;
     let specs = ethnode_clients::plan(&config, &facts);
+    for spec in specs.iter().filter(|s| !s.replaced.is_empty()) {
+        tracing::warn!(
+            client = spec.name,
+            flags = ?spec.replaced,
+            "extra_args replace these flags of the profile; the agent relies on the profile's ports, data directory, JWT and metrics, so keep them consistent"
+        );
+    }
 
     let io = |what: String| move |source| AgentError::Io { what, source };
     std::fs::create_dir_all(&config.node.data_dir).map_err(io(format!(
@@ -420,10 +444,16 @@ pub async fn start(config: Config) -> Result<AgentHandle, AgentError> {
     background.push(tokio::spawn(async move {
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_starts = Vec::new();
         loop {
             tick.tick().await;
-            let probe = checker.probe().await;
-            let health = checker.evaluate(probe, Instant::now());
+            let starts = sh.client_starts();
+            let mut probe = checker.probe().await;
+            // Down, or restarted since the last round: readiness is earned again from scratch.
+            probe.clients_down = !sh.clients_running() || starts != last_starts;
+            let mut health = checker.evaluate(probe, Instant::now());
+            health.covered = starts.clone();
+            last_starts = starts;
             *sh.health.write().unwrap_or_else(|p| p.into_inner()) = health;
             let status = sh.status();
             {

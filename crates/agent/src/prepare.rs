@@ -27,7 +27,7 @@ pub enum ModeError {
     },
     /// It has data but no record.
     #[error(
-        "{dir} holds chain data but no record of its storage mode (it predates ethnode's modes; ethnode ran `--full` by default then, which keeps receipts for the last 10,064 blocks only). Write its mode into {marker} — `echo full > {marker}` for such a node — or move {dir} away to sync a `{now}` node from scratch"
+        "{dir} holds chain data but no record of its storage mode (it predates ethnode's modes; ethnode ran `--full` by default then, which keeps receipts for the last 10,064 blocks only). Set execution.mode = \"full\" to keep running it as it is, or, if it is another mode, write that into {marker} (e.g. `echo archive > {marker}`); or move {dir} away to sync a `{now}` node from scratch"
     )]
     Unrecorded {
         /// The data directory.
@@ -69,7 +69,9 @@ pub(crate) fn check_storage_mode(config: &Config) -> Result<(), ModeError> {
             marker,
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if has_data(&dir) {
+            // Data from before ethnode recorded modes ran `--full`: that is what `full` names, so the
+            // record can be written; any other mode cannot be checked and is refused.
+            if has_data(&dir) && config.execution.mode != ethnode_config::StorageMode::Full {
                 return Err(ModeError::Unrecorded {
                     dir,
                     now: now.to_owned(),
@@ -103,7 +105,8 @@ fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
         for e in entries.flatten() {
             seen += 1;
             if seen > 200_000 {
-                return newest;
+                // Not all seen: never judge a database stale on a partial look.
+                return Some(std::time::SystemTime::now());
             }
             let Ok(meta) = e.metadata() else { continue };
             if meta.is_dir() {
@@ -150,9 +153,36 @@ pub(crate) fn drop_stale_consensus_db(config: &Config) -> std::io::Result<Option
     Ok(Some(age))
 }
 
-/// The first checkpoint endpoint that answers the beacon API's genesis query, when the consensus client
-/// will sync from a checkpoint (an empty data directory); none otherwise, or when none answers (the
-/// profile then passes the first one listed and the client reports its own error).
+/// The network's genesis validators root: what `/eth/v1/beacon/genesis` of an endpoint serving it says.
+fn genesis_validators_root(network: Network) -> Option<&'static str> {
+    match network {
+        Network::Mainnet => {
+            Some("0x4b363db94e286120d76eb905340fdd4e54bfe9f06bf33ff6cf5ad27f511bfe95")
+        }
+        Network::Sepolia => {
+            Some("0xd8ea171f3c94aea21ebc42a1ed61052acf3f9209c00e4efbaaddac09ed9b8078")
+        }
+        Network::Hoodi => {
+            Some("0x212f13fc4df078b6cb7db228f1c8307566dcecf900867401a92023d7ba99cb5f")
+        }
+        Network::Dev => None,
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct Genesis {
+    data: GenesisData,
+}
+
+#[derive(serde::Deserialize)]
+struct GenesisData {
+    genesis_validators_root: String,
+}
+
+/// The first checkpoint endpoint whose beacon API serves this network's genesis (a mainnet endpoint on a
+/// Sepolia node is skipped), when the consensus client will sync from a checkpoint (an empty data
+/// directory); none otherwise, or when none answers (the profile then passes the first one listed and
+/// the client reports its own error).
 pub(crate) async fn choose_checkpoint(config: &Config, timeout: Duration) -> Option<String> {
     if config.consensus.client_for(config.node.network) == ConsensusClient::None
         || has_data(&config.consensus_data_dir())
@@ -162,20 +192,35 @@ pub(crate) async fn choose_checkpoint(config: &Config, timeout: Duration) -> Opt
     let http = reqwest::Client::builder().timeout(timeout).build().ok()?;
     for url in ethnode_clients::checkpoint_urls(config) {
         let probe = format!("{}/eth/v1/beacon/genesis", url.trim_end_matches('/'));
-        match http
-            .get(&probe)
-            .send()
-            .await
-            .and_then(reqwest::Response::error_for_status)
-        {
-            Ok(_) => {
+        let answer = async {
+            let g: Genesis = http
+                .get(&probe)
+                .send()
+                .await
+                .and_then(reqwest::Response::error_for_status)
+                .map_err(|e| e.without_url().to_string())?
+                .json()
+                .await
+                .map_err(|e| e.without_url().to_string())?;
+            match genesis_validators_root(config.node.network) {
+                Some(root) if !g.data.genesis_validators_root.eq_ignore_ascii_case(root) => {
+                    Err(format!(
+                        "it serves another network (genesis validators root {})",
+                        g.data.genesis_validators_root
+                    ))
+                }
+                _ => Ok(()),
+            }
+        };
+        match answer.await {
+            Ok(()) => {
                 tracing::info!(url = %ethnode_config::redact_url(&url), "checkpoint sync endpoint answers");
                 return Some(url);
             }
             Err(e) => tracing::warn!(
                 url = %ethnode_config::redact_url(&url),
-                error = %e.without_url(),
-                "checkpoint sync endpoint does not answer; trying the next"
+                error = %e,
+                "checkpoint sync endpoint unusable; trying the next"
             ),
         }
     }
@@ -214,13 +259,29 @@ mod tests {
     }
 
     #[test]
-    fn data_without_a_record_is_refused_with_the_fix() {
+    fn data_without_a_record_is_refused_with_the_fix_unless_it_is_the_old_default() {
         let d = tempfile::tempdir().unwrap();
-        let c = config(d.path());
+        let mut c = config(d.path());
         std::fs::create_dir_all(c.execution_data_dir().join("mainnet")).unwrap();
         let e = check_storage_mode(&c).unwrap_err().to_string();
-        assert!(e.contains("echo full >"), "{e}");
+        assert!(e.contains("execution.mode = \"full\""), "{e}");
         assert!(!c.execution_data_dir().join(MODE_FILE).exists());
+        // `full` is what such a node ran: recorded, and it starts.
+        c.execution.mode = StorageMode::Full;
+        check_storage_mode(&c).unwrap();
+        let marker = c.execution_data_dir().join(MODE_FILE);
+        assert_eq!(std::fs::read_to_string(marker).unwrap(), "full\n");
+    }
+
+    /// A beacon database file last written `age_hours` ago.
+    fn beacon_db(cl: &Path, age_hours: u64) -> PathBuf {
+        std::fs::create_dir_all(cl.join("beacon/chain_db")).unwrap();
+        let file = cl.join("beacon/chain_db/000001.sst");
+        std::fs::write(&file, "x").unwrap();
+        let when = std::time::SystemTime::now() - Duration::from_secs(age_hours * 3600);
+        let f = std::fs::File::options().write(true).open(&file).unwrap();
+        f.set_modified(when).unwrap();
+        file
     }
 
     #[test]
@@ -228,66 +289,63 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let c = config(d.path());
         let cl = c.consensus_data_dir();
-        std::fs::create_dir_all(cl.join("beacon/chain_db")).unwrap();
-        let file = cl.join("beacon/chain_db/000001.sst");
-        std::fs::write(&file, "x").unwrap();
         // Fresh (an agent or container restart): kept.
+        let file = beacon_db(&cl, 0);
         assert_eq!(drop_stale_consensus_db(&c).unwrap(), None);
         assert!(file.exists());
         // Last written two days ago (a volume restored from yesterday's snapshot): dropped.
-        let old = std::time::SystemTime::now() - Duration::from_secs(48 * 3600);
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        beacon_db(&cl, 48);
         let age = drop_stale_consensus_db(&c).unwrap().unwrap();
         assert!(age >= Duration::from_secs(47 * 3600));
         assert!(!cl.join("beacon").exists() && cl.exists());
         // Off: never.
         let mut off = c.clone();
         off.consensus.max_db_age_hours = 0;
-        std::fs::create_dir_all(cl.join("beacon/chain_db")).unwrap();
-        std::fs::write(&file, "x").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&file)
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        let file = beacon_db(&cl, 48);
         assert_eq!(drop_stale_consensus_db(&off).unwrap(), None);
         assert!(file.exists());
     }
 
-    #[tokio::test]
-    async fn the_first_checkpoint_endpoint_that_answers_is_chosen() {
+    /// A beacon API that answers one genesis query with `root`.
+    async fn genesis_server(root: &'static str) -> (String, tokio::task::JoinHandle<()>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let dead_url = format!("http://{}", dead.local_addr().unwrap());
-        drop(dead);
         let live = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let live_url = format!("http://{}", live.local_addr().unwrap());
+        let url = format!("http://{}", live.local_addr().unwrap());
         let server = tokio::spawn(async move {
             let (mut s, _) = live.accept().await.unwrap();
             let mut buf = [0u8; 1024];
             let n = s.read(&mut buf).await.unwrap();
             assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /eth/v1/beacon/genesis "));
-            let body = r#"{"data":{"genesis_time":"1606824023"}}"#;
+            let body = format!(
+                r#"{{"data":{{"genesis_time":"1606824023","genesis_validators_root":"{root}","genesis_fork_version":"0x00000000"}}}}"#
+            );
             let resp = format!(
                 "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
                 body.len()
             );
             s.write_all(resp.as_bytes()).await.unwrap();
         });
+        (url, server)
+    }
+
+    #[tokio::test]
+    async fn the_first_checkpoint_endpoint_that_serves_this_network_is_chosen() {
+        let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dead_url = format!("http://{}", dead.local_addr().unwrap());
+        drop(dead);
+        let (sepolia, s1) =
+            genesis_server(genesis_validators_root(Network::Sepolia).unwrap()).await;
+        let (mainnet, s2) =
+            genesis_server(genesis_validators_root(Network::Mainnet).unwrap()).await;
         let d = tempfile::tempdir().unwrap();
         let mut c = config(d.path());
-        c.consensus.checkpoint_sync_urls = vec![dead_url, live_url.clone()];
+        c.consensus.checkpoint_sync_urls = vec![dead_url, sepolia, mainnet.clone()];
         assert_eq!(
             choose_checkpoint(&c, Duration::from_secs(2)).await,
-            Some(live_url)
+            Some(mainnet)
         );
-        server.await.unwrap();
+        s1.await.unwrap();
+        s2.await.unwrap();
         // A consensus database exists: the client resumes from it and ignores any checkpoint.
         std::fs::create_dir_all(c.consensus_data_dir().join("beacon")).unwrap();
         assert_eq!(choose_checkpoint(&c, Duration::from_secs(2)).await, None);

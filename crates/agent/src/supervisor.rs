@@ -67,7 +67,7 @@ pub struct ClientState {
     /// How the last process ended, if one did.
     pub last_exit: Option<String>,
     #[serde(skip)]
-    started: Option<Instant>,
+    pub(crate) started: Option<Instant>,
 }
 
 impl ClientState {
@@ -331,10 +331,18 @@ async fn run(
     let name = spec.name;
     let mut crashes: VecDeque<Instant> = VecDeque::new();
     loop {
-        // A one-shot step first (Nimbus's trusted node sync) while its work is not on disk yet.
-        let prelude = spec.prelude.as_ref().filter(|p| !p.unless_exists.exists());
+        // A one-shot step first (Nimbus's trusted node sync) until it has once succeeded, each attempt
+        // from a clean slate.
+        let prelude = spec.prelude.as_ref().filter(|p| !p.done_marker.exists());
+        let cleaned = prelude.map_or(Ok(()), |p| {
+            p.clean.iter().filter(|c| c.exists()).try_for_each(|c| {
+                tracing::info!(client = name, path = %c.display(), "removing what an earlier attempt of the one-shot step left");
+                std::fs::remove_dir_all(c)
+            })
+        });
         let args = prelude.map_or(&spec.args, |p| &p.args);
-        let mut child = match start(&spec, &program, args) {
+        let started = cleaned.and_then(|()| start(&spec, &program, args));
+        let mut child = match started {
             Ok(child) => child,
             Err(e) => {
                 // A missing binary or permission error will not fix itself: count it like a crash.
@@ -360,10 +368,15 @@ async fn run(
             }
         };
         let pid = child.id();
+        // Checkpoint URLs may carry an API key.
+        let shown: Vec<String> = args
+            .iter()
+            .map(|a| ethnode_config::redact_urls_in(a))
+            .collect();
         if prelude.is_some() {
-            tracing::info!(client = name, pid, args = ?args, "one-shot step started before the client");
+            tracing::info!(client = name, pid, args = ?shown, "one-shot step started before the client");
         } else {
-            tracing::info!(client = name, pid, args = ?args, "client started");
+            tracing::info!(client = name, pid, args = ?shown, "client started");
         }
         {
             let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -376,11 +389,22 @@ async fn run(
 
         tokio::select! {
             status = child.wait() => {
-                if prelude.is_some() && status.as_ref().is_ok_and(ExitStatus::success) {
+                let recorded = match prelude {
+                    Some(p) if status.as_ref().is_ok_and(ExitStatus::success) => {
+                        Some(std::fs::write(&p.done_marker, "done\n").map_err(|e| {
+                            format!("one-shot step succeeded but {} could not be written: {e}", p.done_marker.display())
+                        }))
+                    }
+                    _ => None,
+                };
+                if let Some(Ok(())) = recorded {
                     tracing::info!(client = name, "one-shot step done; starting the client");
                     continue;
                 }
-                let last = describe(status);
+                let last = match recorded {
+                    Some(Err(e)) => e,
+                    _ => describe(status),
+                };
                 tracing::warn!(client = name, exit = %last, "client exited unexpectedly");
                 if let Some(end) = record_crash(&policy, &mut crashes, &state, &metrics, name, last, &gave_up).await {
                     return end;

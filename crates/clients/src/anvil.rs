@@ -22,6 +22,7 @@ pub(crate) fn spec(config: &Config) -> ClientSpec {
         data_dir,
         prelude: None,
         files: Vec::new(),
+        replaced: Vec::new(),
         install_hint: "run `npm install --prefix .tools @foundry-rs/anvil-linux-amd64` (scripts/dev.sh does it), or set execution.binary",
     }
 }

@@ -20,7 +20,7 @@ pub(crate) struct Cmd {
 }
 
 /// The flag name of an argument (`--a.b=c` → `--a.b`), or none for a value.
-fn flag_name(arg: &str) -> Option<&str> {
+pub(crate) fn flag_name(arg: &str) -> Option<&str> {
     arg.starts_with('-')
         .then(|| arg.split_once('=').map_or(arg, |(name, _)| name))
 }

@@ -73,6 +73,7 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         data_dir,
         prelude: None,
         files: Vec::new(),
+        replaced: Vec::new(),
         install_hint: "download a release from https://geth.ethereum.org/downloads and put `geth` on PATH, or set execution.binary",
     }
 }

@@ -61,6 +61,9 @@ pub struct ClientSpec {
     pub prelude: Option<Prelude>,
     /// Files the client reads, written (overwritten) before it starts: path and content.
     pub files: Vec<(PathBuf, String)>,
+    /// Flags of the profile that `extra_args` replaced (the agent warns: it relies on the profile's
+    /// ports, data directory and JWT).
+    pub replaced: Vec<String>,
 }
 
 /// A one-shot step a client needs before its first start (Nimbus's checkpoint sync is a separate command).
@@ -68,12 +71,41 @@ pub struct ClientSpec {
 pub struct Prelude {
     /// Its arguments.
     pub args: Vec<String>,
-    /// It is skipped once this path exists.
-    pub unless_exists: PathBuf,
+    /// Written by the agent after the step exits 0; the step is skipped while it exists. The agent's own
+    /// record, not the client's files: a step that failed half-way may have left those behind.
+    pub done_marker: PathBuf,
+    /// Removed before each attempt: what a failed attempt may have left half-written.
+    pub clean: Vec<PathBuf>,
 }
 
 /// The node's processes in start order (execution first); stop them in reverse.
 pub fn plan(config: &Config, host: &HostFacts) -> Vec<ClientSpec> {
+    let mut specs = profiles(config, host);
+    // The same plan without extra_args says which of the profiles' flags they replace.
+    let mut pure = config.clone();
+    pure.execution.extra_args.clear();
+    pure.consensus.extra_args.clear();
+    for (spec, plain) in specs.iter_mut().zip(profiles(&pure, host)) {
+        let extra = match spec.role {
+            Role::Execution => &config.execution.extra_args,
+            Role::Consensus => &config.consensus.extra_args,
+        };
+        let profile: Vec<&str> = plain
+            .args
+            .iter()
+            .filter_map(|a| args::flag_name(a))
+            .collect();
+        spec.replaced = extra
+            .iter()
+            .filter_map(|a| args::flag_name(a))
+            .filter(|f| profile.contains(f))
+            .map(String::from)
+            .collect();
+    }
+    specs
+}
+
+fn profiles(config: &Config, host: &HostFacts) -> Vec<ClientSpec> {
     let net = config.node.network;
     let mut out = vec![match config.execution.client_for(net) {
         ExecutionClient::Reth => reth::spec(config, host),

@@ -49,6 +49,7 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         data_dir,
         prelude: None,
         files: Vec::new(),
+        replaced: Vec::new(),
         install_hint: "download a release from https://github.com/sigp/lighthouse/releases and put `lighthouse` on PATH, or set consensus.binary",
     }
 }

@@ -85,6 +85,7 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         program: program(&e.binary, "nethermind"),
         args: c.finish(&e.extra_args),
         files: vec![(logger, NLOG_CONFIG.to_string())],
+        replaced: Vec::new(),
         data_dir,
         prelude: None,
         install_hint: "download a release from https://downloads.nethermind.io and put `nethermind` on PATH, or set execution.binary",

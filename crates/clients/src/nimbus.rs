@@ -43,7 +43,8 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
             // Backfill happens in the node itself; the sync step only needs the finalized state.
             "--backfill=false".into(),
         ],
-        unless_exists: data_dir.join("db"),
+        done_marker: data_dir.join(".ethnode-checkpoint-synced"),
+        clean: vec![data_dir.join("db")],
     });
     ClientSpec {
         role: Role::Consensus,
@@ -53,6 +54,7 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         data_dir,
         prelude,
         files: Vec::new(),
+        replaced: Vec::new(),
         install_hint: "download a release from https://github.com/status-im/nimbus-eth2/releases and put `nimbus_beacon_node` on PATH, or set consensus.binary",
     }
 }

@@ -61,6 +61,7 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         data_dir,
         prelude: None,
         files: Vec::new(),
+        replaced: Vec::new(),
         install_hint: "download a release from https://github.com/paradigmxyz/reth/releases and put `reth` on PATH, or set execution.binary",
     }
 }

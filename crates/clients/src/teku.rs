@@ -44,6 +44,7 @@ pub(crate) fn spec(config: &Config, host: &HostFacts) -> ClientSpec {
         data_dir,
         prelude: None,
         files: Vec::new(),
+        replaced: Vec::new(),
         install_hint: "download a release from https://github.com/Consensys/teku/releases and put `teku` on PATH, or set consensus.binary",
     }
 }

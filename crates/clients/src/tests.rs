@@ -247,6 +247,15 @@ fn extra_args_override_profile_flags_and_namespaces_are_settings() {
             .any(|w| w == ["--ws.api", "eth,net,web3,txpool"])
     );
     assert!(args.ends_with(&v(&["--http.api", "eth,net,web3,trace", "--color=auto"])));
+    assert_eq!(
+        plan(&c, &HostFacts::default())[0].replaced,
+        v(&["--http.api", "--color"])
+    );
+    assert!(
+        plan(&Config::default(), &HostFacts::default())[0]
+            .replaced
+            .is_empty()
+    );
 }
 
 #[test]
@@ -512,7 +521,11 @@ fn nimbus_exact_args_with_its_checkpoint_sync_step() {
             "--backfill=false",
         ])
     );
-    assert_eq!(prelude.unless_exists, PathBuf::from("/data/nimbus/db"));
+    assert_eq!(
+        prelude.done_marker,
+        PathBuf::from("/data/nimbus/.ethnode-checkpoint-synced")
+    );
+    assert_eq!(prelude.clean, vec![PathBuf::from("/data/nimbus/db")]);
 }
 
 #[test]

@@ -162,8 +162,9 @@ pub enum StorageMode {
     /// A full node with the client's default pruning: Reth keeps receipts for the last 10,064 blocks only
     /// (~1.4 days of `eth_getLogs`).
     Full,
-    /// Reth's `--minimal`: receipts, transaction lookup and sender recovery fully pruned, ~10,064 blocks of
-    /// history and bodies. A head-only node.
+    /// Reth's `--minimal`: receipts for the last 64 blocks, transaction lookup and sender recovery fully
+    /// pruned, ~10,064 blocks of history and bodies (reth `minimal_prune_modes`; its `--help` text says
+    /// receipts are pruned fully). A head-only node.
     Minimal,
 }
 
@@ -203,6 +204,9 @@ pub struct ExecutionSection {
     /// Extra arguments for the client's command line; a flag given here replaces the profile's own
     /// setting of the same flag (clients refuse a flag given twice).
     pub extra_args: Vec<String>,
+    /// Replaced by `mode`; read only to say so.
+    #[serde(skip_serializing)]
+    pub full: Option<bool>,
 }
 
 impl Default for ExecutionSection {
@@ -218,6 +222,7 @@ impl Default for ExecutionSection {
             http_api: apis.clone(),
             ws_api: apis,
             extra_args: Vec::new(),
+            full: None,
         }
     }
 }
@@ -254,6 +259,9 @@ pub struct ConsensusSection {
     pub max_db_age_hours: u64,
     /// Extra arguments; a flag given here replaces the profile's own setting of the same flag.
     pub extra_args: Vec<String>,
+    /// Replaced by `checkpoint_sync_urls`; read only to say so.
+    #[serde(skip_serializing)]
+    pub checkpoint_sync_url: Option<String>,
 }
 
 impl Default for ConsensusSection {
@@ -267,6 +275,7 @@ impl Default for ConsensusSection {
             checkpoint_sync_urls: Vec::new(),
             max_db_age_hours: 6,
             extra_args: Vec::new(),
+            checkpoint_sync_url: None,
         }
     }
 }

@@ -209,6 +209,33 @@ fn bad_configs_are_refused_with_key_and_fix() {
         ),
         ("[agent]\ncrash_limit = 0\n", &[], &["agent.crash_limit"]),
         (
+            "[execution]\nfull = true\n",
+            &[],
+            &[
+                "execution.full",
+                "replaced by execution.mode",
+                "mode = \"full\"",
+            ],
+        ),
+        (
+            "[consensus]\ncheckpoint_sync_url = \"https://cp.example/k/SECRETKEY\"\n",
+            &[],
+            &[
+                "consensus.checkpoint_sync_url",
+                "checkpoint_sync_urls = [\"https://cp.example",
+            ],
+        ),
+        (
+            "[node]\ndata_dir = \"/d\"\n[consensus]\ndata_dir = \"/d\"\n",
+            &[],
+            &["consensus.data_dir", "contains node.data_dir"],
+        ),
+        (
+            "[execution]\nclient = \"nethermind\"\nws_api = [\"eth\"]\n",
+            &[],
+            &["execution.ws_api", "one module list"],
+        ),
+        (
             "",
             &[("ETHNODE_PORTS_HTTPS", "1")],
             &[
@@ -349,4 +376,22 @@ fn the_default_chain_volume_follows_the_storage_mode() {
         e.contains("execution.mode") && e.contains("Reth's mode"),
         "{e}"
     );
+}
+
+#[test]
+fn replaced_keys_are_named_with_their_successor_and_no_secret() {
+    let e = load_str(
+        "[consensus]\ncheckpoint_sync_url = \"https://cp.example/k/SECRETKEY\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(!e.contains("SECRETKEY"), "{e}");
+    let e = load_str(
+        "[readiness]\nreference_rpc = \"infura/v3/SECRETKEY\"\n",
+        &[],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("readiness.reference_rpc"), "{e}");
 }

@@ -153,7 +153,7 @@ impl Config {
         {
             add(
                 "readiness.reference_rpc",
-                format!("`{url}` is not an http(s) URL"),
+                format!("`{}` is not an http(s) URL", crate::redact_url(url)),
                 "use a URL like \"https://mainnet.example.org/v3/KEY\" or remove the key".into(),
             );
         }
@@ -161,11 +161,53 @@ impl Config {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 add(
                     "consensus.checkpoint_sync_urls",
-                    format!("`{url}` is not an http(s) URL"),
+                    format!("`{}` is not an http(s) URL", crate::redact_url(url)),
                     "list URLs like \"https://mainnet.checkpoint.sigp.io\", or remove the key"
                         .into(),
                 );
             }
+        }
+        // The agent empties a stale consensus data dir: it must hold nothing else.
+        if cl != ConsensusClient::None {
+            let cdir = self.consensus_data_dir();
+            for (what, path) in [
+                ("node.data_dir", self.node.data_dir.clone()),
+                ("the execution data dir", self.execution_data_dir()),
+                ("the JWT secret", self.jwt_path()),
+            ] {
+                if path.starts_with(&cdir) {
+                    add(
+                        "consensus.data_dir",
+                        format!(
+                            "{} contains {what} ({}); the agent empties a stale consensus database there",
+                            cdir.display(),
+                            path.display()
+                        ),
+                        "give the consensus client a directory of its own, e.g. <node.data_dir>/<client>".into(),
+                    );
+                }
+            }
+        }
+        if let Some(full) = self.execution.full {
+            add(
+                "execution.full",
+                "was replaced by execution.mode".into(),
+                if full {
+                    "write mode = \"full\" (what full = true ran; an existing data dir keeps it), or \"post-merge\" for a new node that keeps every post-Merge receipt".into()
+                } else {
+                    "write mode = \"archive\" (what full = false ran)".into()
+                },
+            );
+        }
+        if let Some(url) = &self.consensus.checkpoint_sync_url {
+            add(
+                "consensus.checkpoint_sync_url",
+                "was replaced by consensus.checkpoint_sync_urls (a list, tried in order)".into(),
+                format!(
+                    "write checkpoint_sync_urls = [\"{}\"]",
+                    crate::redact_url(url)
+                ),
+            );
         }
         let e = &self.execution;
         if e.mode == StorageMode::Minimal && el != ExecutionClient::Reth {
@@ -176,6 +218,14 @@ impl Config {
                     el.as_str()
                 ),
                 "use mode = \"full\" or \"post-merge\", or execution.client = \"reth\"".into(),
+            );
+        }
+        if el == ExecutionClient::Nethermind && e.ws_api != e.http_api {
+            add(
+                "execution.ws_api",
+                "Nethermind serves one module list (JsonRpc.EnabledModules) on HTTP and WebSocket"
+                    .into(),
+                "make execution.ws_api the same as execution.http_api".into(),
             );
         }
         for (key, list) in [

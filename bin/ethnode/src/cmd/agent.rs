@@ -30,7 +30,8 @@ impl AgentArgs {
                         "name": c.name,
                         "role": c.role.as_str(),
                         "program": c.program,
-                        "args": c.args,
+                        // Checkpoint URLs may carry an API key.
+                        "args": c.args.iter().map(|a| ethnode_config::redact_urls_in(a)).collect::<Vec<_>>(),
                         "data_dir": c.data_dir,
                     })
                 })
@@ -38,7 +39,10 @@ impl AgentArgs {
             let out = serde_json::json!({
                 "host": host,
                 "execution_mode": config.execution.mode.as_str(),
-                "checkpoint_sync_urls": ethnode_clients::checkpoint_urls(&config),
+                "checkpoint_sync_urls": ethnode_clients::checkpoint_urls(&config)
+                    .iter()
+                    .map(|u| ethnode_config::redact_url(u))
+                    .collect::<Vec<_>>(),
                 "clients": clients,
                 "endpoints": ethnode_agent::endpoints(&config),
             });

@@ -136,6 +136,20 @@ async fn a_real_execution_client_with_the_agents_jwt_reaches_ready_and_survives_
     assert!(head["value"].as_i64().unwrap().abs() <= 1, "{head}");
     assert_eq!(status["sync"]["stage"], json!("synced"), "{status}");
     let before = status["head"]["number"].as_u64().unwrap();
+    let rpc_url = format!("http://127.0.0.1:{http}/");
+    let hash_at = |n: u64| {
+        let url = rpc_url.clone();
+        async move {
+            let b = rpc(
+                &url,
+                "eth_getBlockByNumber",
+                json!([format!("0x{n:x}"), false]),
+            )
+            .await?;
+            b["hash"].as_str().map(String::from)
+        }
+    };
+    let hash_before = hash_at(before).await.expect("block at the head");
     // The Engine API the blocks came through refuses a caller without the token.
     let authrpc: u16 = std::fs::read_to_string(&config)
         .unwrap()
@@ -173,11 +187,17 @@ async fn a_real_execution_client_with_the_agents_jwt_reaches_ready_and_survives_
         (s["clients"][0]["restarts"].as_u64()? >= 1).then_some(s)
     })
     .await;
-    // It reopened its database where it was (nothing lost to the kill) …
+    // It reopened its database where it was: the block it had at that height is the same one (a chain
+    // rebuilt from genesis would have other hashes: other timestamps) …
     let after = status["head"]["number"].as_u64().unwrap();
     assert!(
         after >= before,
         "the chain lost blocks: {before} -> {after}"
+    );
+    assert_eq!(
+        hash_at(before).await,
+        Some(hash_before),
+        "block {before} changed after the restart"
     );
     // … and goes on, driven through the Engine API again.
     let status = wait_for(

@@ -413,7 +413,8 @@ async fn a_syncing_reth_shows_its_pipeline_stage_and_an_eta_from_its_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (config, agent) = mainnet_node_with(d, 1, Some(RETH_SYNCING));
-    beacon(d, json!({"block": 21_000_000}));
+    // The chain has moved on since this pipeline run began (its Headers target is 21,000,000).
+    beacon(d, json!({"block": 21_000_100}));
     let _agent = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
     let status_url = format!("http://127.0.0.1:{agent}/status");
     let status = wait_for("a stage ETA", Duration::from_secs(30), || async {
@@ -429,7 +430,7 @@ async fn a_syncing_reth_shows_its_pipeline_stage_and_an_eta_from_its_metrics() {
         (json!(4), json!(14)),
         "{sync}"
     );
-    assert_eq!(sync["highest_block"], json!(21_000_000), "{sync}");
+    assert_eq!(sync["highest_block"], json!(21_000_100), "{sync}");
     assert_eq!(sync["current_block"], json!(0), "{sync}");
     assert_eq!(sync["eta_of"], json!("stage Execution"), "{sync}");
     // ~1e9 entities left at 50,000/s: ~20,000 s (the rate is measured over real, slightly jittery time).
@@ -439,23 +440,32 @@ async fn a_syncing_reth_shows_its_pipeline_stage_and_an_eta_from_its_metrics() {
     assert!(failing(&status).contains(&"execution_synced".to_string()));
 }
 
-/// Nimbus's checkpoint sync is a separate command: the agent runs it once, before the node, while the data
-/// directory has no database, then the node itself (here a beacon-API stand-in), which becomes ready; a
-/// second start of the agent does not run it again.
+/// Nimbus's checkpoint sync is a separate command: the agent runs it before the node until it has once
+/// succeeded — a failed attempt that left a half-written database is cleaned up and retried, not mistaken
+/// for done — then the node itself (here a beacon-API stand-in), which becomes ready; a second start of the
+/// agent does not run it again.
 #[tokio::test]
-async fn nimbus_checkpoint_sync_runs_once_before_the_node() {
+async fn nimbus_checkpoint_sync_runs_before_the_node_until_it_succeeds_once() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (config, agent) = mainnet_node(d, 1, true);
-    // The stand-in: `trustedNodeSync` records its arguments and makes the database, anything else serves
+    // The stand-in: `trustedNodeSync` records its arguments and whether it found leftovers; the first
+    // attempt leaves a partial database and fails, the next makes it and succeeds. Anything else serves
     // the beacon API.
+    let db = d.join("data/nimbus/db");
     script(
         &d.join("nimbus"),
         &format!(
-            "if [ \"$1\" = trustedNodeSync ]; then echo \"$@\" >> {log}; mkdir -p {dir}/data/nimbus/db; exit 0; fi\n\
+            "if [ \"$1\" = trustedNodeSync ]; then\n\
+               if [ -e {db}/partial ]; then echo \"leftover $*\" >> {log}; else echo \"clean $*\" >> {log}; fi\n\
+               mkdir -p {db}\n\
+               if [ ! -e {d}/failed-once ]; then touch {d}/failed-once {db}/partial; exit 1; fi\n\
+               exit 0\n\
+             fi\n\
              exec {lighthouse} \"$@\"",
+            db = db.display(),
+            d = d.display(),
             log = d.join("prelude.log").display(),
-            dir = d.display(),
             lighthouse = d.join("lighthouse").display(),
         ),
     );
@@ -465,7 +475,8 @@ async fn nimbus_checkpoint_sync_runs_once_before_the_node() {
         .replace(
             &format!("{}/lighthouse\"", d.display()),
             &format!("{}/nimbus\"", d.display()),
-        );
+        )
+        + "[agent]\nrestart_initial_ms = 100\n";
     std::fs::write(&config, text).unwrap();
     for round in 1..=2 {
         let mut node = Ethnode::spawn(d, &["agent", "--config", config.to_str().unwrap()], &[]);
@@ -476,12 +487,16 @@ async fn nimbus_checkpoint_sync_runs_once_before_the_node() {
         })
         .await;
         let log = std::fs::read_to_string(d.join("prelude.log")).unwrap();
-        assert_eq!(log.lines().count(), 1, "round {round}: {log}");
+        let lines: Vec<&str> = log.lines().collect();
+        // Two attempts, each starting clean (the failed one's leftovers removed), in round 1 only.
+        assert_eq!(lines.len(), 2, "round {round}: {log}");
+        assert!(lines.iter().all(|l| l.starts_with("clean ")), "{log}");
         assert!(
             log.contains("--trusted-node-url=http://127.0.0.1:9/")
                 && log.contains("--backfill=false"),
             "{log}"
         );
+        assert!(d.join("data/nimbus/.ethnode-checkpoint-synced").exists());
         node.signal(nix::sys::signal::Signal::SIGTERM);
         assert!(node.wait(Duration::from_secs(30)).await.success());
     }
