@@ -1,6 +1,7 @@
 //! An endpoint's head, the way every part of ethnode asks for it (the agent's readiness, the lag
-//! monitor, and the gateway to come): one `eth_getBlockByNumber` for the latest block's number, hash and
-//! timestamp, with its latency, and errors that never carry the secret part of a URL.
+//! monitor, the gateway): one `eth_getBlockByNumber` for the latest block's number, hash and timestamp,
+//! with its latency, and errors that never carry the secret part of a URL; and [`track`], the same
+//! question asked on a schedule, for whoever routes by head.
 
 pub use alloy::eips::BlockNumberOrTag;
 use alloy::providers::{Provider, RootProvider};
@@ -72,6 +73,62 @@ pub async fn block(provider: &RootProvider, which: BlockNumberOrTag) -> Answer {
         head,
         latency: start.elapsed(),
     }
+}
+
+/// What is known of an endpoint over time.
+#[derive(Debug, Clone, Default)]
+pub struct Tracked {
+    /// The last head it answered with.
+    pub head: Option<BlockHead>,
+    /// When that answer came.
+    pub seen_at: Option<Instant>,
+    /// The last question was answered.
+    pub healthy: bool,
+    /// Why the last question was not answered.
+    pub last_error: Option<String>,
+    /// Round-trip time of the last answer.
+    pub latency: Option<Duration>,
+    /// Questions not answered, in all.
+    pub errors: u64,
+}
+
+/// Asks `provider` for its head every `every` until the receiver is dropped; the answers go to the
+/// returned receiver. A head never observed stays `None` (never "block 0").
+pub fn track(
+    provider: RootProvider,
+    every: Duration,
+) -> (
+    tokio::sync::watch::Receiver<Tracked>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(Tracked::default());
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let answer = latest(&provider).await;
+            let mut t = tx.borrow().clone();
+            match answer.head {
+                Ok(h) => {
+                    t.head = Some(h);
+                    t.seen_at = Some(Instant::now());
+                    t.healthy = true;
+                    t.last_error = None;
+                    t.latency = Some(answer.latency);
+                }
+                Err(e) => {
+                    t.healthy = false;
+                    t.last_error = Some(e);
+                    t.errors += 1;
+                }
+            }
+            if tx.send(t).is_err() {
+                return;
+            }
+        }
+    });
+    (rx, task)
 }
 
 #[cfg(test)]

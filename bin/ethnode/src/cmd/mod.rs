@@ -6,6 +6,7 @@ mod cost;
 mod deploy;
 mod destroy;
 mod doctor;
+mod gateway;
 mod image;
 mod monitor;
 mod prewarm;
@@ -75,6 +76,8 @@ enum Command {
     Prewarm(prewarm::PrewarmArgs),
     /// How many blocks our nodes lag behind reference providers: daemon, --once, report, lambda.
     Monitor(monitor::MonitorArgs),
+    /// The private JSON-RPC endpoint in front of the nodes: keys, method policy, head-aware routing.
+    Gateway(gateway::GatewayArgs),
 }
 
 impl Cli {
@@ -98,6 +101,7 @@ impl Cli {
             Command::Snapshot(cmd) => cmd.run(&globals).await,
             Command::Prewarm(args) => args.run(&globals),
             Command::Monitor(args) => args.run(&globals).await,
+            Command::Gateway(args) => args.run(&globals).await,
         }
     }
 }

@@ -10,6 +10,7 @@ mod agent;
 mod cli;
 mod deploy;
 mod ethereumjs;
+mod gateway;
 mod harness;
 mod imds;
 mod monitor;

@@ -1,0 +1,402 @@
+//! `ethnode gateway` against real nodes (anvil) and real clients (cast, web3.py): keys, JSON-RPC 2.0
+//! parsing, method policy and limits; a lagging node gets no traffic; a node killed under load loses no
+//! request.
+
+use crate::harness::*;
+use serde_json::{Value, json};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// A process killed when the test ends, however it ends.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn anvil(args: &[&str]) -> Proc {
+    Proc(
+        Command::new(tool("anvil"))
+            .args(args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start anvil"),
+    )
+}
+
+async fn answering(url: &str) {
+    wait_for("node answers", Duration::from_secs(20), || async {
+        rpc(url, "eth_blockNumber", json!([])).await
+    })
+    .await;
+}
+
+/// `ethnode gateway` on a free port in front of `upstreams`, answering; returns it and its URL.
+async fn gateway(dir: &std::path::Path, upstreams: &[String], extra: &[&str]) -> (Ethnode, String) {
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut args = vec![
+        "gateway",
+        "--listen",
+        &listen,
+        "--poll-ms",
+        "200",
+        "--debug-header",
+    ];
+    for u in upstreams {
+        args.extend(["--upstream", u.as_str()]);
+    }
+    args.extend(extra);
+    let g = Ethnode::spawn(dir, &args, &[]);
+    let url = format!("http://{listen}/");
+    (g, url)
+}
+
+async fn post(
+    url: &str,
+    key: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (u16, String, Option<String>) {
+    let mut r = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .timeout(Duration::from_secs(5))
+        .body(body);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    let Ok(r) = r.send().await else {
+        return (0, String::new(), None);
+    };
+    let upstream = r
+        .headers()
+        .get("x-ethnode-upstream")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    (r.status().as_u16(), r.text().await.unwrap(), upstream)
+}
+
+const WEB3: &str = r#"
+import json, sys
+from web3 import Web3
+w3 = Web3(Web3.HTTPProvider(sys.argv[1], request_kwargs={"headers": {"Authorization": "Bearer " + sys.argv[2]}}))
+block = w3.eth.get_block("latest")
+with w3.batch_requests() as batch:
+    batch.add(w3.eth.get_block(1))
+    batch.add(w3.eth.get_balance("0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"))
+    one, balance = batch.execute()
+print(json.dumps({"latest": block["number"], "one": one["number"], "balance": balance, "chain": w3.eth.chain_id}))
+"#;
+
+/// Real clients use the gateway unchanged; every bad input gets its standard answer and the gateway goes
+/// on serving.
+#[tokio::test]
+async fn real_clients_through_the_gateway_and_every_bad_input_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = free_port();
+    let _anvil = anvil(&["--port", &a.to_string(), "--host", "127.0.0.1"]);
+    let node = format!("http://127.0.0.1:{a}/");
+    answering(&node).await;
+    rpc(&node, "anvil_mine", json!(["0x5"])).await.unwrap();
+    let (_g, url) = gateway(
+        d,
+        &[node],
+        &[
+            "--key",
+            "s3cret",
+            "--max-batch",
+            "10",
+            "--max-body-bytes",
+            "4096",
+        ],
+    )
+    .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    wait_for("gateway serves", Duration::from_secs(20), || async {
+        let (code, body, _) = post(&url, Some("s3cret"), call).await;
+        (code == 200 && body.contains("result")).then_some(())
+    })
+    .await;
+
+    // cast, with the key in the path.
+    let out = Command::new(tool("cast"))
+        .args(["block-number", "--rpc-url", &format!("{url}v1/s3cret")])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let n: u64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!(n >= 5);
+    // web3.py, with the key as a bearer token: a call and a batch.
+    std::fs::write(d.join("w3.py"), WEB3).unwrap();
+    let out = Command::new(tool("python"))
+        .args([d.join("w3.py").to_str().unwrap(), &url, "s3cret"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w3: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        w3["latest"].as_u64().unwrap() >= 5 && w3["one"] == json!(1) && w3["chain"] == json!(31337),
+        "{w3}"
+    );
+    assert!(w3["balance"].as_f64().unwrap() > 0.0, "{w3}");
+
+    // Keys.
+    assert_eq!(post(&url, None, call).await.0, 401);
+    let (code, body, _) = post(&url, Some("wrong"), call).await;
+    assert!(
+        code == 401 && body.contains("Authorization: Bearer KEY"),
+        "{body}"
+    );
+    // JSON-RPC 2.0: parse error, invalid requests, notifications.
+    let k = Some("s3cret");
+    let parse = |b: &str| serde_json::from_str::<Value>(b).unwrap();
+    let (_, body, _) = post(&url, k, "{not json").await;
+    assert_eq!(parse(&body)["error"]["code"], json!(-32700));
+    let (_, body, _) = post(&url, k, "[1,2,3]").await;
+    let errors = parse(&body);
+    assert_eq!(errors.as_array().unwrap().len(), 3);
+    assert!(
+        errors
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["error"]["code"] == json!(-32600))
+    );
+    let (_, body, _) = post(&url, k, "[]").await;
+    assert_eq!(parse(&body)["error"]["code"], json!(-32600));
+    let (code, body, _) = post(&url, k, r#"{"jsonrpc":"2.0","method":"eth_blockNumber"}"#).await;
+    assert_eq!(
+        (code, body.as_str()),
+        (204, ""),
+        "a notification gets no answer"
+    );
+    // Policy and limits.
+    let (_, body, _) = post(
+        &url,
+        k,
+        r#"{"jsonrpc":"2.0","id":9,"method":"debug_traceTransaction","params":["0x00"]}"#,
+    )
+    .await;
+    let e = parse(&body);
+    assert_eq!(
+        (e["id"].clone(), e["error"]["code"].clone()),
+        (json!(9), json!(-32601)),
+        "{e}"
+    );
+    let mixed = r#"[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":2,"method":"admin_peers"},7]"#;
+    let (_, body, _) = post(&url, k, mixed).await;
+    let answers = parse(&body);
+    let by_id = |id: Value| {
+        answers
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(by_id(json!(1))["result"], json!("0x7a69"));
+    assert_eq!(by_id(json!(2))["error"]["code"], json!(-32601));
+    assert_eq!(answers.as_array().unwrap().len(), 3);
+    let long = format!("[{}]", [call; 11].join(","));
+    let (_, body, _) = post(&url, k, long).await;
+    assert_eq!(parse(&body)["error"]["code"], json!(-32005));
+    assert_eq!(post(&url, k, vec![b' '; 5000]).await.0, 413);
+    // Still serving.
+    let (code, body, _) = post(&url, k, call).await;
+    assert!(code == 200 && parse(&body)["result"].is_string(), "{body}");
+}
+
+/// A node frozen behind on the same chain (`anvil --fork-url PARENT --no-mining`) gets no traffic once
+/// the chain is more than `--max-lag-blocks` past it.
+#[tokio::test]
+async fn a_lagging_node_gets_no_traffic() {
+    let dir = tempfile::tempdir().unwrap();
+    let (p, f) = (free_port(), free_port());
+    let _parent = anvil(&[
+        "--port",
+        &p.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--block-time",
+        "1",
+    ]);
+    let parent = format!("http://127.0.0.1:{p}/");
+    answering(&parent).await;
+    let _fork = anvil(&[
+        "--port",
+        &f.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--no-mining",
+        "--fork-url",
+        &parent,
+    ]);
+    let fork = format!("http://127.0.0.1:{f}/");
+    answering(&fork).await;
+    let (_g, url) = gateway(
+        dir.path(),
+        &[parent.clone(), fork.clone()],
+        &["--max-lag-blocks", "2"],
+    )
+    .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    // Wait until the parent is three blocks past the frozen fork.
+    let forked_at = u64::from_str_radix(
+        rpc(&fork, "eth_blockNumber", json!([]))
+            .await
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    wait_for(
+        "the chain moves past the fork",
+        Duration::from_secs(20),
+        || async {
+            let n = rpc(&parent, "eth_blockNumber", json!([])).await?;
+            (u64::from_str_radix(n.as_str()?.trim_start_matches("0x"), 16).ok()? >= forked_at + 4)
+                .then_some(())
+        },
+    )
+    .await;
+    // The gateway's next head poll sees it (poll 200 ms); from then on only the parent answers.
+    let port = format!(":{p}");
+    wait_for(
+        "the lagging node is out",
+        Duration::from_secs(5),
+        || async { post(&url, None, call).await.2.filter(|u| u.contains(&port)) },
+    )
+    .await;
+    for _ in 0..30 {
+        let (code, _, upstream) = post(&url, None, call).await;
+        assert_eq!(code, 200);
+        assert!(
+            upstream.as_deref().is_some_and(|u| u.contains(&port)),
+            "{upstream:?} answered"
+        );
+    }
+}
+
+/// A plain TCP forwarder: two of them in front of one anvil are two upstreams on one chain, and killing
+/// one kills that upstream's connections at once, like a node dying.
+const FORWARDER: &str = r#"
+import asyncio, sys
+listen, target = int(sys.argv[1]), int(sys.argv[2])
+async def pipe(r, w):
+    try:
+        while data := await r.read(65536):
+            w.write(data)
+            await w.drain()
+    except Exception:
+        pass
+    finally:
+        w.close()
+async def handle(cr, cw):
+    try:
+        ur, uw = await asyncio.open_connection("127.0.0.1", target)
+    except Exception:
+        cw.close()
+        return
+    await asyncio.gather(pipe(cr, uw), pipe(ur, cw))
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", listen)
+    async with server:
+        await server.serve_forever()
+asyncio.run(main())
+"#;
+
+/// Load running through the gateway over two upstreams; one is killed: no request fails and no caller
+/// sees the head go backwards.
+#[tokio::test]
+async fn killing_a_node_under_load_loses_no_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let a = free_port();
+    let _anvil = anvil(&[
+        "--port",
+        &a.to_string(),
+        "--host",
+        "127.0.0.1",
+        "--block-time",
+        "1",
+    ]);
+    answering(&format!("http://127.0.0.1:{a}/")).await;
+    std::fs::write(d.join("fwd.py"), FORWARDER).unwrap();
+    let forwarder = |port: u16| {
+        Proc(
+            Command::new(tool("python"))
+                .args([
+                    d.join("fwd.py").to_str().unwrap(),
+                    &port.to_string(),
+                    &a.to_string(),
+                ])
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let (p1, p2) = (free_port(), free_port());
+    let mut first = forwarder(p1);
+    let _second = forwarder(p2);
+    let ups = [
+        format!("http://127.0.0.1:{p1}/"),
+        format!("http://127.0.0.1:{p2}/"),
+    ];
+    for u in &ups {
+        answering(u).await;
+    }
+    let (_g, url) = gateway(d, &ups, &[]).await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    wait_for("gateway serves", Duration::from_secs(20), || async {
+        (post(&url, None, call).await.0 == 200).then_some(())
+    })
+    .await;
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let (mut failed, mut last, mut backwards, mut done) = (0, 0u64, 0, 0);
+                for _ in 0..60 {
+                    let (code, body, _) = post(&url, None, call).await;
+                    let n = serde_json::from_str::<Value>(&body).ok().and_then(|v| {
+                        u64::from_str_radix(v["result"].as_str()?.trim_start_matches("0x"), 16).ok()
+                    });
+                    match (code, n) {
+                        (200, Some(n)) => {
+                            backwards += usize::from(n < last);
+                            last = last.max(n);
+                        }
+                        _ => failed += 1,
+                    }
+                    done += 1;
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                (failed, backwards, done)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    first.0.kill().unwrap();
+    let mut totals = (0, 0, 0);
+    for w in workers {
+        let (f, b, n) = w.await.unwrap();
+        totals = (totals.0 + f, totals.1 + b, totals.2 + n);
+    }
+    assert_eq!(totals.2, 8 * 60);
+    assert_eq!(totals.0, 0, "failed requests");
+    assert_eq!(totals.1, 0, "a caller saw the head go backwards");
+}
