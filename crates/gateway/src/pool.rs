@@ -18,6 +18,8 @@ pub struct Upstream {
     pub url: String,
     /// Used only when no primary is eligible.
     pub fallback: bool,
+    /// How often its head is asked for.
+    pub poll: Duration,
     tracked: watch::Receiver<Tracked>,
     /// Requests it answered.
     pub served: AtomicU64,
@@ -44,6 +46,7 @@ impl Upstream {
             name: ethnode_config::redact_url(url),
             url: url.to_owned(),
             fallback,
+            poll: every,
             tracked,
             served: AtomicU64::new(0),
             _task: task,
@@ -61,8 +64,8 @@ impl Upstream {
 pub struct Rules {
     /// At most this many blocks behind the served tip.
     pub max_lag_blocks: u64,
-    /// The head must have been observed this recently …
-    pub max_seen_age: Duration,
+    /// The head must have been observed within this many of the upstream's own polls …
+    pub max_missed_polls: u32,
     /// … and its block be at most this old (a node that answers but stopped following the chain).
     pub max_head_age: Duration,
 }
@@ -81,31 +84,31 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// One upstream as routing sees it: fallback or not, its poll interval, what is known of it.
+pub type View = (bool, Duration, Tracked);
+
 /// Which of the views may serve, given the rules; `tip` is the highest fresh head among them.
 pub fn eligible(
-    views: &[(bool, Tracked)],
+    views: &[View],
     rules: &Rules,
     now: Instant,
     unix: u64,
 ) -> (Option<u64>, Vec<usize>) {
-    fn fresh<'a>(t: &'a Tracked, rules: &Rules, now: Instant, unix: u64) -> Option<&'a BlockHead> {
+    fn fresh<'a>(v: &'a View, rules: &Rules, now: Instant, unix: u64) -> Option<&'a BlockHead> {
+        let (_, poll, t) = v;
         let head = t.head.as_ref()?;
         let seen = t.seen_at?;
+        // Seen within its own polls: a fallback asked once a slot is as fresh as a node asked every second.
         (t.healthy
-            && now.duration_since(seen) <= rules.max_seen_age
+            && now.duration_since(seen) <= *poll * rules.max_missed_polls
             && unix.saturating_sub(head.timestamp) <= rules.max_head_age.as_secs())
         .then_some(head)
     }
-    let fresh = |t| fresh(t, rules, now, unix);
-    let tip = views
-        .iter()
-        .filter_map(|(_, t)| fresh(t))
-        .map(|h| h.number)
-        .max();
+    let fresh = |v| fresh(v, rules, now, unix);
+    let tip = views.iter().filter_map(fresh).map(|h| h.number).max();
     let ok = |i: usize, fallback: bool| {
-        let (f, t) = &views[i];
-        *f == fallback
-            && fresh(t)
+        views[i].0 == fallback
+            && fresh(&views[i])
                 .zip(tip)
                 .is_some_and(|(h, tip)| h.number + rules.max_lag_blocks >= tip)
     };
@@ -131,18 +134,23 @@ impl Pool {
         &self.upstreams
     }
 
-    /// The upstreams that may serve now, rotated so that load spreads; empty when none is at head.
-    pub fn candidates(&self) -> Vec<Arc<Upstream>> {
-        let views: Vec<(bool, Tracked)> = self
+    /// The upstreams that may serve now, rotated so that load spreads (`sticky`: in configured order, so
+    /// that filter calls find the node that holds the filter); empty when none is at head.
+    pub fn candidates(&self, sticky: bool) -> Vec<Arc<Upstream>> {
+        let views: Vec<View> = self
             .upstreams
             .iter()
-            .map(|u| (u.fallback, u.tracked()))
+            .map(|u| (u.fallback, u.poll, u.tracked()))
             .collect();
         let (_, ok) = eligible(&views, &self.rules, Instant::now(), unix_now());
         if ok.is_empty() {
             return Vec::new();
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % ok.len();
+        let start = if sticky {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed) % ok.len()
+        };
         ok.iter()
             .cycle()
             .skip(start)
@@ -171,20 +179,21 @@ mod tests {
 
     const RULES: Rules = Rules {
         max_lag_blocks: 2,
-        max_seen_age: Duration::from_secs(10),
+        max_missed_polls: 3,
         max_head_age: Duration::from_secs(60),
     };
+    const SEC: Duration = Duration::from_secs(1);
 
     #[test]
     fn lagging_dead_and_never_seen_upstreams_are_not_eligible() {
         let now = Instant::now();
         let unix = 1_000_000;
         let views = vec![
-            (false, at(100, true, unix, now)),
-            (false, at(99, true, unix, now)),
-            (false, at(90, true, unix, now)),
-            (false, at(100, false, unix, now)),
-            (false, Tracked::default()),
+            (false, SEC, at(100, true, unix, now)),
+            (false, SEC, at(99, true, unix, now)),
+            (false, SEC, at(90, true, unix, now)),
+            (false, SEC, at(100, false, unix, now)),
+            (false, SEC, Tracked::default()),
         ];
         let (tip, ok) = eligible(&views, &RULES, now, unix);
         assert_eq!((tip, ok), (Some(100), vec![0, 1]));
@@ -196,16 +205,22 @@ mod tests {
         let unix = 1_000_000;
         let mut frozen = at(100, true, unix, now);
         frozen.head.as_mut().unwrap().timestamp = unix - 3600;
-        let views = vec![(false, frozen), (true, at(105, true, unix, now))];
+        let slot = Duration::from_secs(12);
+        let views = vec![(false, SEC, frozen), (true, slot, at(105, true, unix, now))];
         assert_eq!(eligible(&views, &RULES, now, unix).1, vec![1]);
         let views = vec![
-            (false, at(105, true, unix, now)),
-            (true, at(105, true, unix, now)),
+            (false, SEC, at(105, true, unix, now)),
+            (true, slot, at(105, true, unix, now)),
         ];
         assert_eq!(eligible(&views, &RULES, now, unix).1, vec![0]);
-        // Seen too long ago.
+        // Seen 10 s ago: too long for a node polled every second, recent for a fallback polled every slot.
         let mut old = at(105, true, unix, now);
-        old.seen_at = Some(now - Duration::from_secs(30));
-        assert!(eligible(&[(false, old)], &RULES, now, unix).1.is_empty());
+        old.seen_at = Some(now - Duration::from_secs(10));
+        assert!(
+            eligible(&[(false, SEC, old.clone())], &RULES, now, unix)
+                .1
+                .is_empty()
+        );
+        assert_eq!(eligible(&[(true, slot, old)], &RULES, now, unix).1, vec![0]);
     }
 }

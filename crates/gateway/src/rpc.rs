@@ -66,6 +66,21 @@ fn call(raw: &RawValue) -> Result<Call, Value> {
         ));
     };
     let id = usable_id(&v);
+    // Only the specification's members: the raw request is what goes upstream, and a server that matches
+    // member names case-insensitively (Go's encoding/json, under geth) would read a `METHOD` the policy
+    // never saw.
+    if let Some(other) = obj
+        .keys()
+        .find(|k| !matches!(k.as_str(), "jsonrpc" | "id" | "method" | "params"))
+    {
+        return Err(error(
+            id.as_ref(),
+            INVALID_REQUEST,
+            &format!(
+                "invalid request: unknown member \"{other}\" (a request has jsonrpc, id, method and params)"
+            ),
+        ));
+    }
     if obj.get("jsonrpc") != Some(&Value::String("2.0".into())) {
         return Err(error(
             id.as_ref(),
@@ -201,6 +216,18 @@ mod tests {
         assert_eq!((code(e), e["id"].clone()), (INVALID_REQUEST, json!("b")));
         assert_eq!(items[2].as_ref().unwrap_err()["id"], Value::Null);
         assert_eq!(items[3].as_ref().unwrap_err()["id"], json!(1));
+    }
+
+    #[test]
+    fn members_outside_the_specification_are_refused() {
+        // geth's decoder would take `METHOD` for `method`.
+        let e = parse(
+            br#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","METHOD":"debug_traceTransaction"}"#,
+            100,
+        )
+        .unwrap_err();
+        assert_eq!((code(&e), e["id"].clone()), (INVALID_REQUEST, json!(1)));
+        assert!(e["error"]["message"].as_str().unwrap().contains("METHOD"));
     }
 
     #[test]

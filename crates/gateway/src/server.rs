@@ -31,7 +31,8 @@ pub struct Policy {
     pub debug_header: bool,
 }
 
-/// Namespaces that let a caller reshape the node, read its mempool or drive its consensus.
+/// Namespaces that let a caller reshape the node, read its mempool or drive its consensus, and the
+/// methods that make a node sign with its own keys (a retry after a timeout would sign and send twice).
 pub const DENIED_BY_DEFAULT: &[&str] = &[
     "admin_",
     "debug_",
@@ -39,7 +40,22 @@ pub const DENIED_BY_DEFAULT: &[&str] = &[
     "miner_",
     "engine_",
     "txpool_",
+    "eth_sign",
+    "eth_sendTransaction",
 ];
+
+/// Filters live in the node that made them: their calls stay on one node.
+fn is_filter_call(method: &str) -> bool {
+    matches!(
+        method,
+        "eth_newFilter"
+            | "eth_newBlockFilter"
+            | "eth_newPendingTransactionFilter"
+            | "eth_getFilterChanges"
+            | "eth_getFilterLogs"
+            | "eth_uninstallFilter"
+    )
+}
 
 /// A key's SHA-256 (keys are kept and compared as hashes).
 pub fn key_hash(key: &str) -> [u8; 32] {
@@ -85,7 +101,11 @@ async fn root(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> R
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
+        .and_then(|v| {
+            // The scheme is case-insensitive (RFC 9110 §11.1).
+            let (scheme, key) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
+        });
     handle(&app, key, body).await
 }
 
@@ -114,7 +134,7 @@ async fn handle(app: &App, key: Option<&str>, body: Bytes) -> Response {
             if let Some(refusal) = refused(p, &call) {
                 return answer_one(call.id.as_ref(), refusal);
             }
-            let (status, bytes, upstream) = forward(app, body).await;
+            let (status, bytes, upstream) = forward(app, body, is_filter_call(&call.method)).await;
             respond(p, status, bytes, upstream.as_deref(), call.id.is_none())
         }
         Incoming::Batch(items) => batch(app, items).await,
@@ -131,7 +151,7 @@ fn refused(p: &Policy, call: &Call) -> Option<Value> {
                 call.id.as_ref(),
                 rpc::METHOD_NOT_FOUND,
                 &format!(
-                    "method {} is not served through the gateway (admin, debug, personal, miner, engine and txpool are refused)",
+                    "method {} is not served through the gateway (admin, debug, personal, miner, engine, txpool and node-signing methods are refused; sign locally and use eth_sendRawTransaction)",
                     call.method
                 ),
             )
@@ -153,7 +173,8 @@ fn respond(
     upstream: Option<&Upstream>,
     notification: bool,
 ) -> Response {
-    if notification && status == StatusCode::OK {
+    if notification {
+        // No answer for a notification, not even an error (JSON-RPC 2.0 §4.1).
         return StatusCode::NO_CONTENT.into_response();
     }
     let mut r = (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
@@ -183,7 +204,8 @@ async fn batch(app: &App, items: Vec<Result<Call, Value>>) -> Response {
     let mut upstream = None;
     if !forward_raw.is_empty() {
         let body = Bytes::from(serde_json::to_vec(&forward_raw).unwrap_or_default());
-        let (status, bytes, u) = forward(app, body).await;
+        let sticky = items.iter().flatten().any(|c| is_filter_call(&c.method));
+        let (status, bytes, u) = forward(app, body, sticky).await;
         upstream = u;
         match serde_json::from_slice::<Value>(&bytes) {
             // Answers may come in any order; callers match them by id.
@@ -217,8 +239,12 @@ async fn batch(app: &App, items: Vec<Result<Call, Value>>) -> Response {
 }
 
 /// Sends `body` to an upstream at head; on a transport failure or timeout, once more to another.
-async fn forward(app: &App, body: Bytes) -> (StatusCode, Bytes, Option<Arc<Upstream>>) {
-    let candidates = app.pool.candidates();
+async fn forward(
+    app: &App,
+    body: Bytes,
+    sticky: bool,
+) -> (StatusCode, Bytes, Option<Arc<Upstream>>) {
+    let candidates = app.pool.candidates(sticky);
     for u in candidates.iter().take(2) {
         let sent = app
             .http

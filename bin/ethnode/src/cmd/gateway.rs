@@ -17,8 +17,9 @@ pub(crate) struct GatewayArgs {
     /// A provider used only when no node is at head (repeatable; asked for its head once a slot).
     #[arg(long = "fallback")]
     fallbacks: Vec<String>,
-    /// An API key callers must send (`Authorization: Bearer KEY` or `/v1/KEY`); repeatable. None: no key
-    /// needed (the security group is then the only gate). Also from ETHNODE_GATEWAY_KEYS (comma-separated).
+    /// An API key callers must send (`Authorization: Bearer KEY` or `/v1/KEY`); repeatable. Prefer
+    /// ETHNODE_GATEWAY_KEYS (comma-separated): a flag's value is visible in the process list. None: no key
+    /// needed (the security group is then the only gate).
     #[arg(
         long = "key",
         env = "ETHNODE_GATEWAY_KEYS",
@@ -47,8 +48,20 @@ pub(crate) struct GatewayArgs {
 }
 
 impl GatewayArgs {
-    pub(crate) async fn run(self, g: &Globals) -> anyhow::Result<ExitCode> {
+    pub(crate) async fn run(mut self, g: &Globals) -> anyhow::Result<ExitCode> {
         g.init_logs("info");
+        // Keys are kept as hashes only; the plain ones go now.
+        let keys = std::mem::take(&mut self.keys);
+        if keys.iter().any(|k| k.trim().is_empty()) {
+            anyhow::bail!(
+                "an empty API key was given (--key \"\" or a stray comma in ETHNODE_GATEWAY_KEYS): remove it"
+            );
+        }
+        let key_hashes: std::collections::HashSet<[u8; 32]> = keys
+            .iter()
+            .map(|k| ethnode_gateway::key_hash(k.trim()))
+            .collect();
+        drop(keys);
         let poll = Duration::from_millis(self.poll_ms.max(100));
         let options = ethnode_gateway::Options {
             upstreams: self.upstreams,
@@ -58,15 +71,11 @@ impl GatewayArgs {
             rules: ethnode_gateway::Rules {
                 max_lag_blocks: self.max_lag_blocks,
                 // Three missed polls, or a head a minute old (five missed slots), and the node is out.
-                max_seen_age: poll * 3,
+                max_missed_polls: 3,
                 max_head_age: Duration::from_secs(60),
             },
             policy: ethnode_gateway::Policy {
-                key_hashes: self
-                    .keys
-                    .iter()
-                    .map(|k| ethnode_gateway::key_hash(k))
-                    .collect(),
+                key_hashes,
                 max_body_bytes: self.max_body_bytes,
                 max_batch: self.max_batch,
                 timeout: Duration::from_millis(self.timeout_ms),
@@ -92,7 +101,18 @@ impl GatewayArgs {
         tracing::info!(listen = %self.listen, upstreams = options.upstreams.len(), "gateway serving");
         axum::serve(listener, app)
             .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
+                // SIGTERM (ECS, systemd) or Ctrl-C: stop accepting, finish what is in flight.
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(mut term) => {
+                        tokio::select! {
+                            _ = term.recv() => {}
+                            _ = tokio::signal::ctrl_c() => {}
+                        }
+                    }
+                    Err(_) => {
+                        let _ = tokio::signal::ctrl_c().await;
+                    }
+                }
             })
             .await?;
         Ok(ExitCode::SUCCESS)
