@@ -1,0 +1,43 @@
+//! The gateway library behind the same defaults as `ethnode gateway`, without the rest of ethnode (its AWS
+//! and client crates make a release build of the whole binary three times longer): for the benchmark,
+//! `cargo run --release --example gateway -- LISTEN_PORT UPSTREAM_URL...`.
+
+use std::time::Duration;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let port: u16 = args
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("usage: gateway PORT UPSTREAM...");
+    let upstreams: Vec<String> = args.collect();
+    let poll = Duration::from_millis(1000);
+    let options = ethnode_gateway::Options {
+        upstreams,
+        fallbacks: Vec::new(),
+        poll,
+        fallback_poll: Duration::from_secs(12),
+        rules: ethnode_gateway::Rules {
+            max_lag_blocks: 2,
+            max_missed_polls: 3,
+            max_head_age: Duration::from_secs(60),
+        },
+        policy: ethnode_gateway::Policy {
+            key_hashes: std::iter::once(ethnode_gateway::key_hash("bench")).collect(),
+            max_body_bytes: 1 << 20,
+            max_batch: 100,
+            timeout: Duration::from_secs(10),
+            denied_prefixes: ethnode_gateway::DENIED_BY_DEFAULT
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            debug_header: false,
+        },
+    };
+    let app = ethnode_gateway::app(&options).expect("gateway");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
