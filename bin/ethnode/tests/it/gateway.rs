@@ -17,21 +17,23 @@ impl Drop for Proc {
     }
 }
 
-fn anvil(args: &[&str]) -> Proc {
-    Proc(
+/// An anvil on a free port with `extra` flags, answering: its process, port and URL.
+async fn node(extra: &[&str]) -> (Proc, u16, String) {
+    let port = free_port();
+    let proc = Proc(
         Command::new(tool("anvil"))
-            .args(args)
+            .args(["--port", &port.to_string(), "--host", "127.0.0.1"])
+            .args(extra)
             .stdout(Stdio::null())
             .spawn()
             .expect("start anvil"),
-    )
-}
-
-async fn answering(url: &str) {
+    );
+    let url = format!("http://127.0.0.1:{port}/");
     wait_for("node answers", Duration::from_secs(20), || async {
-        rpc(url, "eth_blockNumber", json!([])).await
+        rpc(&url, "eth_blockNumber", json!([])).await
     })
     .await;
+    (proc, port, url)
 }
 
 /// `ethnode gateway` on a free port in front of `upstreams`, answering; returns it and its URL.
@@ -97,10 +99,7 @@ print(json.dumps({"latest": block["number"], "one": one["number"], "balance": ba
 async fn real_clients_through_the_gateway_and_every_bad_input_answered() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let a = free_port();
-    let _anvil = anvil(&["--port", &a.to_string(), "--host", "127.0.0.1"]);
-    let node = format!("http://127.0.0.1:{a}/");
-    answering(&node).await;
+    let (_anvil, _, node) = node(&[]).await;
     rpc(&node, "anvil_mine", json!(["0x5"])).await.unwrap();
     let (_g, url) = gateway(
         d,
@@ -253,29 +252,10 @@ async fn real_clients_through_the_gateway_and_every_bad_input_answered() {
 #[tokio::test]
 async fn a_lagging_node_gets_no_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let (p, f) = (free_port(), free_port());
     // The parent mines only when told, so that both start at the same head.
-    let _parent = anvil(&[
-        "--port",
-        &p.to_string(),
-        "--host",
-        "127.0.0.1",
-        "--no-mining",
-    ]);
-    let parent = format!("http://127.0.0.1:{p}/");
-    answering(&parent).await;
+    let (_parent, p, parent) = node(&["--no-mining"]).await;
     rpc(&parent, "anvil_mine", json!(["0x3"])).await.unwrap();
-    let _fork = anvil(&[
-        "--port",
-        &f.to_string(),
-        "--host",
-        "127.0.0.1",
-        "--no-mining",
-        "--fork-url",
-        &parent,
-    ]);
-    let fork = format!("http://127.0.0.1:{f}/");
-    answering(&fork).await;
+    let (_fork, f, fork) = node(&["--no-mining", "--fork-url", &parent]).await;
     let (_g, url) = gateway(
         dir.path(),
         &[parent.clone(), fork.clone()],
@@ -332,10 +312,7 @@ async fn a_lagging_node_gets_no_traffic() {
 #[tokio::test]
 async fn a_fallback_serves_when_no_node_is_at_head() {
     let dir = tempfile::tempdir().unwrap();
-    let a = free_port();
-    let _anvil = anvil(&["--port", &a.to_string(), "--host", "127.0.0.1"]);
-    let provider = format!("http://127.0.0.1:{a}/");
-    answering(&provider).await;
+    let (_anvil, a, provider) = node(&[]).await;
     // The node: nothing listens there.
     let dead = format!("http://127.0.0.1:{}/", free_port());
     let (_g, url) = gateway(dir.path(), &[dead], &["--fallback", &provider]).await;
@@ -404,16 +381,7 @@ asyncio.run(main())
 async fn killing_a_node_under_load_loses_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let a = free_port();
-    let _anvil = anvil(&[
-        "--port",
-        &a.to_string(),
-        "--host",
-        "127.0.0.1",
-        "--block-time",
-        "1",
-    ]);
-    answering(&format!("http://127.0.0.1:{a}/")).await;
+    let (_anvil, a, _) = node(&["--block-time", "1"]).await;
     std::fs::write(d.join("fwd.py"), FORWARDER).unwrap();
     let forwarder = |port: u16| {
         Proc(
@@ -435,7 +403,10 @@ async fn killing_a_node_under_load_loses_no_request() {
         format!("http://127.0.0.1:{p2}/"),
     ];
     for u in &ups {
-        answering(u).await;
+        wait_for("forwarder answers", Duration::from_secs(20), || async {
+            rpc(u, "eth_blockNumber", json!([])).await
+        })
+        .await;
     }
     let (_g, url) = gateway(d, &ups, &[]).await;
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
