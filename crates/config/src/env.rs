@@ -4,7 +4,13 @@ use crate::{CONFIG_ENV, Config, ConfigError};
 use toml::{Table, Value};
 
 /// Variables with the prefix that are not config keys.
-const RESERVED: &[&str] = &[CONFIG_ENV, "ETHNODE_LOG", "ETHNODE_LOG_FORMAT"];
+/// `ETHNODE_GATEWAY_KEYS` holds `ethnode gateway`'s plain keys (its `--key`), not `gateway.keys` (hashes).
+const RESERVED: &[&str] = &[
+    CONFIG_ENV,
+    "ETHNODE_LOG",
+    "ETHNODE_LOG_FORMAT",
+    "ETHNODE_GATEWAY_KEYS",
+];
 
 /// Applies every `ETHNODE_*` variable in `vars` to `config`.
 ///

@@ -32,6 +32,8 @@ pub struct Config {
     pub snapshot: SnapshotSection,
     /// The lag monitor: our nodes against reference providers.
     pub monitor: MonitorSection,
+    /// The JSON-RPC gateway in front of the nodes.
+    pub gateway: GatewaySection,
 }
 
 /// The chain to follow.
@@ -780,6 +782,88 @@ impl Default for MonitorSection {
             listen: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 8556))),
             cloudwatch: false,
             jsonl: None,
+        }
+    }
+}
+
+/// `[gateway]`: `ethnode gateway` reads it; its flags override it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Address to serve JSON-RPC (HTTP and WebSocket) on.
+    pub listen: std::net::SocketAddr,
+    /// Our nodes' JSON-RPC URLs. Empty: every address `dns.name` resolves to, port `ports.http`.
+    pub upstreams: Vec<String>,
+    /// Providers used only when no node is at head (asked for their head once a slot). `${VAR}` is
+    /// replaced by the environment variable, so API keys stay out of the file.
+    pub fallbacks: Vec<String>,
+    /// A node more than this many blocks behind the served tip gets no traffic.
+    pub max_lag_blocks: u64,
+    /// Milliseconds between head polls of each node.
+    pub poll_ms: u64,
+    /// Per-attempt timeout, milliseconds.
+    pub timeout_ms: u64,
+    /// Largest request body, bytes.
+    pub max_body_bytes: usize,
+    /// Longest batch.
+    pub max_batch: usize,
+    /// Requests per second of a key that sets none (and of everybody when there are no keys); unset:
+    /// unlimited.
+    pub rate_per_sec: Option<f64>,
+    /// Requests at once above that rate; unset: one second's worth.
+    pub burst: Option<u32>,
+    /// Send raw transactions to every node at head, not only the one chosen.
+    pub broadcast: bool,
+    /// Load balancers whose `X-Forwarded-For` names the caller.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Open WebSocket connections per key.
+    pub max_sockets_per_key: usize,
+    /// Subscriptions per WebSocket connection.
+    pub max_subscriptions: usize,
+    /// Worker threads; 0: one per core.
+    pub workers: usize,
+    /// API keys, as SHA-256 hashes (`printf %s KEY | sha256sum`); none: no key needed.
+    pub keys: Vec<GatewayKey>,
+}
+
+/// `[[gateway.keys]]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayKey {
+    /// Its name in metrics and logs.
+    pub name: String,
+    /// SHA-256 of the key, hex.
+    pub sha256: String,
+    /// Its requests per second; unset: `gateway.rate_per_sec`.
+    #[serde(default)]
+    pub rate_per_sec: Option<f64>,
+    /// Its burst; unset: one second's worth.
+    #[serde(default)]
+    pub burst: Option<u32>,
+    /// The only methods it may call (`eth_get*` for a prefix); unset: all the gateway serves.
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 8547)),
+            upstreams: Vec::new(),
+            fallbacks: Vec::new(),
+            max_lag_blocks: 2,
+            poll_ms: 1000,
+            timeout_ms: 10_000,
+            max_body_bytes: 1 << 20,
+            max_batch: 100,
+            rate_per_sec: None,
+            burst: None,
+            broadcast: false,
+            trusted_proxies: Vec::new(),
+            max_sockets_per_key: 100,
+            max_subscriptions: 100,
+            workers: 0,
+            keys: Vec::new(),
         }
     }
 }

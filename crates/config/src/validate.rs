@@ -352,6 +352,53 @@ impl Config {
                     .into(),
             );
         }
+        let g = &self.gateway;
+        for (key, urls) in [
+            ("gateway.upstreams", &g.upstreams),
+            ("gateway.fallbacks", &g.fallbacks),
+        ] {
+            for url in urls.iter() {
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    add(
+                        key,
+                        format!("`{}` is not an http(s) URL", crate::redact_url(url)),
+                        format!("list JSON-RPC URLs like \"http://10.0.1.5:8545\" in {key}"),
+                    );
+                }
+            }
+        }
+        if g.poll_ms == 0 || g.timeout_ms == 0 || g.max_batch == 0 || g.max_body_bytes == 0 {
+            add(
+                "gateway.poll_ms",
+                "poll_ms, timeout_ms, max_batch and max_body_bytes must be positive".into(),
+                "set them to at least 1 (or remove them for the defaults)".into(),
+            );
+        }
+        let rates = std::iter::once(g.rate_per_sec).chain(g.keys.iter().map(|k| k.rate_per_sec));
+        if rates.flatten().any(|r| !(r.is_finite() && r > 0.0)) {
+            add(
+                "gateway.rate_per_sec",
+                "a rate must be a positive number of requests per second".into(),
+                "set rate_per_sec to e.g. 50, or remove it for no limit".into(),
+            );
+        }
+        let mut names = std::collections::HashSet::new();
+        for k in &g.keys {
+            if k.name.trim().is_empty() || !names.insert(k.name.as_str()) {
+                add(
+                    "gateway.keys",
+                    format!("key name `{}` is empty or used twice", k.name),
+                    "give each [[gateway.keys]] its own name".into(),
+                );
+            }
+            if k.sha256.len() != 64 || !k.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                add(
+                    "gateway.keys",
+                    format!("key `{}`: sha256 is not 64 hex digits", k.name),
+                    "store the key's hash, not the key: printf %s KEY | sha256sum".into(),
+                );
+            }
+        }
         if self.node.data_dir.as_os_str().is_empty() {
             add(
                 "node.data_dir",

@@ -39,23 +39,33 @@ async fn main() {
         .and_then(|p| p.parse().ok())
         .expect("usage: fixed_upstream PORT");
     let block: &'static str = Box::leak(block().into_boxed_str());
+    let answer = move |r: &Req| {
+        let id = r.id.map_or("null", |i| i.get());
+        let result = if r.method == "eth_getBlockByNumber" {
+            block
+        } else {
+            "\"0x1\""
+        };
+        format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
+    };
     let app = axum::Router::new().route(
         "/",
         post(move |body: Bytes| async move {
-            let (id, result) = match serde_json::from_slice::<Req>(&body) {
-                Ok(r) => (
-                    r.id.map_or("null", |i| i.get()).to_string(),
-                    if r.method == "eth_getBlockByNumber" {
-                        block
-                    } else {
-                        "\"0x1\""
-                    },
-                ),
-                Err(_) => ("null".to_string(), "null"),
+            // A batch gets an array of answers, as a node gives.
+            let text = if let Ok(batch) = serde_json::from_slice::<Vec<Req>>(&body) {
+                format!(
+                    "[{}]",
+                    batch.iter().map(answer).collect::<Vec<_>>().join(",")
+                )
+            } else if let Ok(r) = serde_json::from_slice::<Req>(&body) {
+                answer(&r)
+            } else {
+                r#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error"}}"#
+                    .to_string()
             };
             (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
-                format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#),
+                text,
             )
         }),
     );

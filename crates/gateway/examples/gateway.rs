@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let mut args = std::env::args().skip(1);
     let port: u16 = args
@@ -12,11 +12,10 @@ async fn main() {
         .and_then(|p| p.parse().ok())
         .expect("usage: gateway PORT UPSTREAM...");
     let upstreams: Vec<String> = args.collect();
-    let poll = Duration::from_millis(1000);
     let options = ethnode_gateway::Options {
         upstreams,
         fallbacks: Vec::new(),
-        poll,
+        poll: Duration::from_millis(1000),
         fallback_poll: Duration::from_secs(12),
         rules: ethnode_gateway::Rules {
             max_lag_blocks: 2,
@@ -24,7 +23,6 @@ async fn main() {
             max_head_age: Duration::from_secs(60),
         },
         policy: ethnode_gateway::Policy {
-            key_hashes: std::iter::once(ethnode_gateway::key_hash("bench")).collect(),
             max_body_bytes: 1 << 20,
             max_batch: 100,
             timeout: Duration::from_secs(10),
@@ -33,11 +31,24 @@ async fn main() {
                 .map(|s| s.to_string())
                 .collect(),
             debug_header: false,
+            broadcast: false,
+            trusted_proxies: Vec::new(),
+            max_sockets_per_key: 100,
+            max_subscriptions: 100,
         },
+        keys: vec![ethnode_gateway::KeyRules {
+            name: "bench".into(),
+            hash: ethnode_gateway::key_hash("bench"),
+            rate: None,
+            methods: None,
+        }],
+        default_rate: None,
     };
-    let app = ethnode_gateway::app(&options).expect("gateway");
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+    let shared = ethnode_gateway::start(&options).expect("gateway");
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let (_stop, rx) = tokio::sync::watch::channel(false);
+    let listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    ethnode_gateway::serve(shared, listen, workers, rx)
         .await
-        .unwrap();
-    axum::serve(listener, app).await.unwrap();
+        .expect("serve");
 }

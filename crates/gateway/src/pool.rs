@@ -1,9 +1,16 @@
-//! The upstreams and which of them may answer now: each one's head is tracked (ethnode-chain's tracker,
-//! the same head question the agent and the monitor ask); eligible = answering, head seen recently, at most
-//! `max_lag_blocks` behind the served tip. A head never observed is not "0 behind". Fallbacks (paid
-//! providers) are asked once a slot and used only when no primary is eligible.
+//! The upstreams and which of them may answer now. Each one's head is tracked by ethnode-chain's tracker
+//! (the same head question the agent and the monitor ask); a task turns those heads into a [`Snapshot`]
+//! every 100 ms, so that a request reads one shared value instead of judging every upstream itself.
+//!
+//! - Fresh = answering, head seen within `max_missed_polls` of its own polls, block not older than
+//!   `max_head_age`. A head never observed is not "0 behind".
+//! - The served tip is the highest head that a majority of the fresh primaries are within `max_lag_blocks`
+//!   of (with one or two primaries, the highest head): one upstream claiming an impossible head cannot
+//!   evict an honest majority, and a node one block ahead or one block reorged is no fault.
+//! - Eligible = fresh and at most `max_lag_blocks` behind the tip. Fallbacks (paid providers, asked once a
+//!   slot) are judged among themselves and used only when no primary is eligible.
 
-use ethnode_chain::{BlockHead, Tracked};
+use ethnode_chain::Tracked;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -12,10 +19,12 @@ use tokio::sync::watch;
 /// One upstream node.
 #[derive(Debug)]
 pub struct Upstream {
-    /// Its URL without path or query (they may hold a key): for logs and the debug header.
+    /// Its URL without path or query (they may hold a key): for logs, metrics and the debug header.
     pub name: String,
     /// Where requests go.
-    pub url: String,
+    pub uri: hyper::Uri,
+    /// Its WebSocket URL (subscriptions).
+    pub ws: String,
     /// Used only when no primary is eligible.
     pub fallback: bool,
     /// How often its head is asked for.
@@ -32,19 +41,51 @@ impl Drop for Upstream {
     }
 }
 
+/// An upstream URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {name} is not a usable http(s) URL: {why}")]
+pub struct BadUrl {
+    /// The URL, redacted.
+    pub name: String,
+    /// What is wrong.
+    pub why: String,
+}
+
 impl Upstream {
-    /// Starts tracking `url`'s head every `every`.
+    /// Starts tracking `url`'s head every `every`. `url` may name the WebSocket URL after a comma
+    /// (`http://h:8545,ws://h:8546`); otherwise it is the same address with ws:// (wss://).
     pub fn new(
         url: &str,
         fallback: bool,
         every: Duration,
         timeout: Duration,
-    ) -> Result<Self, String> {
-        let client = ethnode_chain::client(url, timeout)?;
+    ) -> Result<Self, BadUrl> {
+        let (url, ws) = match url.split_once(',') {
+            Some((http, ws)) => (http.trim(), ws.trim().to_owned()),
+            None => (url, url.replacen("http", "ws", 1)),
+        };
+        let name = ethnode_config::redact_url(url);
+        let bad = |why: String| BadUrl {
+            name: name.clone(),
+            why,
+        };
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e: hyper::http::uri::InvalidUri| bad(e.to_string()))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(bad("give an http:// or https:// URL".into()));
+        }
+        if !(ws.starts_with("ws://") || ws.starts_with("wss://")) {
+            return Err(bad(
+                "its WebSocket URL (after the comma) must start with ws:// or wss://".into(),
+            ));
+        }
+        let client = ethnode_chain::client(url, timeout).map_err(bad)?;
         let (tracked, task) = ethnode_chain::track(client, every);
         Ok(Self {
-            name: ethnode_config::redact_url(url),
-            url: url.to_owned(),
+            name,
+            uri,
+            ws,
             fallback,
             poll: every,
             tracked,
@@ -70,13 +111,19 @@ pub struct Rules {
     pub max_head_age: Duration,
 }
 
-/// The upstreams.
-#[derive(Debug)]
-pub struct Pool {
-    upstreams: Vec<Arc<Upstream>>,
-    rules: Rules,
-    next: AtomicUsize,
+/// Who may serve, as of the last refresh.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The served tip: `latest` means this block.
+    pub tip: Option<u64>,
+    /// The upstreams that may serve (primaries, or fallbacks when no primary may), by index.
+    pub eligible: Vec<usize>,
+    /// Each upstream's head when it is fresh (lagging or not); `None` when unknown or stale.
+    pub heads: Vec<Option<u64>>,
 }
+
+/// One upstream as routing sees it: fallback or not, its poll interval, what is known of it.
+pub type View = (bool, Duration, Tracked);
 
 fn unix_now() -> u64 {
     SystemTime::now()
@@ -84,48 +131,105 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One upstream as routing sees it: fallback or not, its poll interval, what is known of it.
-pub type View = (bool, Duration, Tracked);
-
-/// Which of the views may serve, given the rules; `tip` is the highest fresh head among them.
-pub fn eligible(
-    views: &[View],
-    rules: &Rules,
-    now: Instant,
-    unix: u64,
-) -> (Option<u64>, Vec<usize>) {
-    fn fresh<'a>(v: &'a View, rules: &Rules, now: Instant, unix: u64) -> Option<&'a BlockHead> {
-        let (_, poll, t) = v;
-        let head = t.head.as_ref()?;
-        let seen = t.seen_at?;
-        // Seen within its own polls: a fallback asked once a slot is as fresh as a node asked every second.
-        (t.healthy
-            && now.duration_since(seen) <= *poll * rules.max_missed_polls
-            && unix.saturating_sub(head.timestamp) <= rules.max_head_age.as_secs())
-        .then_some(head)
-    }
-    let fresh = |v| fresh(v, rules, now, unix);
-    let tip = views.iter().filter_map(fresh).map(|h| h.number).max();
-    let ok = |i: usize, fallback: bool| {
-        views[i].0 == fallback
-            && fresh(&views[i])
-                .zip(tip)
-                .is_some_and(|(h, tip)| h.number + rules.max_lag_blocks >= tip)
+/// The highest head that a quorum of `heads` is within `lag` of: a majority from three up, one below.
+fn tip(heads: &[u64], lag: u64) -> Option<u64> {
+    let quorum = if heads.len() >= 3 {
+        heads.len() / 2 + 1
+    } else {
+        1
     };
-    let primaries: Vec<usize> = (0..views.len()).filter(|&i| ok(i, false)).collect();
-    if !primaries.is_empty() {
-        return (tip, primaries);
+    heads
+        .iter()
+        .copied()
+        .filter(|&h| heads.iter().filter(|&&o| o + lag >= h).count() >= quorum)
+        .max()
+}
+
+/// Judges the views.
+pub fn judge(views: &[View], rules: &Rules, now: Instant, unix: u64) -> Snapshot {
+    let heads: Vec<Option<u64>> = views
+        .iter()
+        .map(|(_, poll, t)| {
+            let head = t.head.as_ref()?;
+            let seen = t.seen_at?;
+            // Seen within its own polls: a fallback asked once a slot is as fresh as a node asked
+            // every second.
+            (t.healthy
+                && now.duration_since(seen) <= *poll * rules.max_missed_polls
+                && unix.saturating_sub(head.timestamp) <= rules.max_head_age.as_secs())
+            .then_some(head.number)
+        })
+        .collect();
+    for fallback in [false, true] {
+        let group: Vec<usize> = (0..views.len())
+            .filter(|&i| views[i].0 == fallback && heads[i].is_some())
+            .collect();
+        let numbers: Vec<u64> = group.iter().filter_map(|&i| heads[i]).collect();
+        if let Some(tip) = tip(&numbers, rules.max_lag_blocks) {
+            let eligible = group
+                .into_iter()
+                .filter(|&i| heads[i].is_some_and(|h| h + rules.max_lag_blocks >= tip))
+                .collect();
+            return Snapshot {
+                tip: Some(tip),
+                eligible,
+                heads,
+            };
+        }
     }
-    (tip, (0..views.len()).filter(|&i| ok(i, true)).collect())
+    Snapshot {
+        tip: None,
+        eligible: Vec::new(),
+        heads,
+    }
+}
+
+/// The upstreams.
+#[derive(Debug)]
+pub struct Pool {
+    upstreams: Vec<Arc<Upstream>>,
+    snapshot: watch::Receiver<Arc<Snapshot>>,
+    next: AtomicUsize,
+    _task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self._task.abort();
+    }
 }
 
 impl Pool {
-    /// A pool over these upstreams.
+    /// A pool over these upstreams; their snapshot is refreshed every 100 ms.
     pub fn new(upstreams: Vec<Arc<Upstream>>, rules: Rules) -> Self {
+        let (tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
+        let watched = upstreams.clone();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let views: Vec<View> = watched
+                    .iter()
+                    .map(|u| (u.fallback, u.poll, u.tracked()))
+                    .collect();
+                let s = judge(&views, &rules, Instant::now(), unix_now());
+                tx.send_if_modified(|old| {
+                    let changed = **old != s;
+                    if changed {
+                        *old = Arc::new(s);
+                    }
+                    changed
+                });
+                if tx.is_closed() {
+                    return;
+                }
+            }
+        });
         Self {
             upstreams,
-            rules,
+            snapshot,
             next: AtomicUsize::new(0),
+            _task: task,
         }
     }
 
@@ -134,35 +238,44 @@ impl Pool {
         &self.upstreams
     }
 
-    /// The upstreams that may serve now, rotated so that load spreads (`sticky`: in configured order, so
-    /// that filter calls find the node that holds the filter); empty when none is at head.
-    pub fn candidates(&self, sticky: bool) -> Vec<Arc<Upstream>> {
-        let views: Vec<View> = self
-            .upstreams
-            .iter()
-            .map(|u| (u.fallback, u.poll, u.tracked()))
-            .collect();
-        let (_, ok) = eligible(&views, &self.rules, Instant::now(), unix_now());
-        if ok.is_empty() {
-            return Vec::new();
-        }
-        let start = if sticky {
+    /// The last snapshot.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
+    /// Who may serve a request that needs block `need` (`None`: any block): the eligible upstreams that
+    /// have it, rotated so that load spreads, then fresh but lagging primaries that have it; `sticky`
+    /// keeps the configured order, so that filter calls find the node that holds the filter. Empty when
+    /// nobody may.
+    pub fn candidates(&self, s: &Snapshot, need: Option<u64>, sticky: bool) -> Vec<usize> {
+        let has = |i: usize| need.is_none_or(|n| s.heads[i].is_some_and(|h| h >= n));
+        let ok: Vec<usize> = s.eligible.iter().copied().filter(|&i| has(i)).collect();
+        let start = if sticky || ok.is_empty() {
             0
         } else {
             self.next.fetch_add(1, Ordering::Relaxed) % ok.len()
         };
-        ok.iter()
+        let mut out: Vec<usize> = ok
+            .iter()
             .cycle()
             .skip(start)
             .take(ok.len())
-            .map(|&i| self.upstreams[i].clone())
-            .collect()
+            .copied()
+            .collect();
+        if need.is_some() {
+            out.extend(
+                (0..self.upstreams.len())
+                    .filter(|&i| !self.upstreams[i].fallback && !s.eligible.contains(&i) && has(i)),
+            );
+        }
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ethnode_chain::BlockHead;
 
     fn at(number: u64, healthy: bool, unix: u64, now: Instant) -> Tracked {
         Tracked {
@@ -195,8 +308,26 @@ mod tests {
             (false, SEC, at(100, false, unix, now)),
             (false, SEC, Tracked::default()),
         ];
-        let (tip, ok) = eligible(&views, &RULES, now, unix);
-        assert_eq!((tip, ok), (Some(100), vec![0, 1]));
+        let s = judge(&views, &RULES, now, unix);
+        assert_eq!((s.tip, s.eligible), (Some(100), vec![0, 1]));
+        assert_eq!(s.heads, vec![Some(100), Some(99), Some(90), None, None]);
+    }
+
+    #[test]
+    fn one_impossible_head_does_not_evict_the_majority_and_one_ahead_is_no_fault() {
+        let now = Instant::now();
+        let unix = 1_000_000;
+        let views = vec![
+            (false, SEC, at(100, true, unix, now)),
+            (false, SEC, at(101, true, unix, now)),
+            (false, SEC, at(100, true, unix, now)),
+            (false, SEC, at(9_000_000, true, unix, now)),
+        ];
+        let s = judge(&views, &RULES, now, unix);
+        assert_eq!(s.tip, Some(101), "the majority's head, not the liar's");
+        // The liar is "ahead": it has every block up to the tip if it is honest, and requests for
+        // `latest` are pinned to the tip's number, so it stays a candidate rather than a judge.
+        assert_eq!(s.eligible, vec![0, 1, 2, 3]);
     }
 
     #[test]
@@ -207,20 +338,31 @@ mod tests {
         frozen.head.as_mut().unwrap().timestamp = unix - 3600;
         let slot = Duration::from_secs(12);
         let views = vec![(false, SEC, frozen), (true, slot, at(105, true, unix, now))];
-        assert_eq!(eligible(&views, &RULES, now, unix).1, vec![1]);
+        assert_eq!(judge(&views, &RULES, now, unix).eligible, vec![1]);
         let views = vec![
             (false, SEC, at(105, true, unix, now)),
             (true, slot, at(105, true, unix, now)),
         ];
-        assert_eq!(eligible(&views, &RULES, now, unix).1, vec![0]);
+        assert_eq!(judge(&views, &RULES, now, unix).eligible, vec![0]);
         // Seen 10 s ago: too long for a node polled every second, recent for a fallback polled every slot.
         let mut old = at(105, true, unix, now);
         old.seen_at = Some(now - Duration::from_secs(10));
         assert!(
-            eligible(&[(false, SEC, old.clone())], &RULES, now, unix)
-                .1
+            judge(&[(false, SEC, old.clone())], &RULES, now, unix)
+                .eligible
                 .is_empty()
         );
-        assert_eq!(eligible(&[(true, slot, old)], &RULES, now, unix).1, vec![0]);
+        assert_eq!(
+            judge(&[(true, slot, old)], &RULES, now, unix).eligible,
+            vec![0]
+        );
+    }
+
+    #[test]
+    fn the_tip_needs_a_quorum_from_three_primaries() {
+        assert_eq!(tip(&[110, 105], 2), Some(110), "two: the highest");
+        assert_eq!(tip(&[110, 105, 105], 2), Some(105), "three: two agree");
+        assert_eq!(tip(&[110, 109, 105], 2), Some(110));
+        assert_eq!(tip(&[], 2), None);
     }
 }

@@ -1,24 +1,30 @@
-//! The HTTP front: keys, body limit, parse, method policy, then forward to an upstream at head — retried
-//! once on another when the first fails on transport or timeout.
+//! The HTTP front: key, body limit, parse, rate and method policy, then a plan per request (route.rs) and
+//! the answer from an upstream that has what it asks: retried once elsewhere on transport failure or
+//! timeout, and on every other upstream that has the block when one answers "not found".
 
-use crate::pool::{Pool, Upstream};
-use crate::rpc::{self, Call, Incoming};
+use crate::access::Caller;
+use crate::metrics::{self, Metrics, RequestLabels};
+use crate::pool::{Pool, Snapshot};
+use crate::route::{self, Kind, Plan};
+use crate::rpc::{self, Answer, Call, Incoming};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
-use std::collections::HashSet;
+use axum::routing::{get, post};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use serde_json::value::RawValue;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 /// Limits and policy.
 #[derive(Debug, Clone)]
 pub struct Policy {
-    /// SHA-256 of each accepted key; empty: no key needed.
-    pub key_hashes: HashSet<[u8; 32]>,
     /// Largest body, bytes.
     pub max_body_bytes: usize,
     /// Longest batch.
@@ -29,6 +35,14 @@ pub struct Policy {
     pub denied_prefixes: Vec<String>,
     /// Name the upstream that answered in `x-ethnode-upstream`.
     pub debug_header: bool,
+    /// Send raw transactions to every eligible upstream, not only the chosen one.
+    pub broadcast: bool,
+    /// Proxies whose `X-Forwarded-For` names the caller (otherwise the socket's peer does).
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Open WebSocket connections per key.
+    pub max_sockets_per_key: usize,
+    /// Subscriptions per WebSocket connection.
+    pub max_subscriptions: usize,
 }
 
 /// Namespaces that let a caller reshape the node, read its mempool or drive its consensus, and the
@@ -44,248 +58,797 @@ pub const DENIED_BY_DEFAULT: &[&str] = &[
     "eth_sendTransaction",
 ];
 
-/// Filters live in the node that made them: their calls stay on one node.
-fn is_filter_call(method: &str) -> bool {
-    matches!(
-        method,
-        "eth_newFilter"
-            | "eth_newBlockFilter"
-            | "eth_newPendingTransactionFilter"
-            | "eth_getFilterChanges"
-            | "eth_getFilterLogs"
-            | "eth_uninstallFilter"
-    )
+/// What every worker shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The upstreams.
+    pub pool: Pool,
+    /// Limits and policy.
+    pub policy: Policy,
+    /// Keys.
+    pub access: crate::access::Access,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Upstream names as metric labels.
+    pub names: Vec<&'static str>,
 }
 
-/// A key's SHA-256 (keys are kept and compared as hashes).
-pub fn key_hash(key: &str) -> [u8; 32] {
-    Sha256::digest(key.as_bytes()).into()
+type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// One worker's view: the shared state and its own upstream connections (a worker's requests and its
+/// connections live on one thread).
+pub(crate) struct Worker {
+    pub(crate) shared: Arc<Shared>,
+    http: Http,
 }
 
-struct App {
-    pool: Pool,
-    policy: Policy,
-    http: reqwest::Client,
-}
-
-/// The gateway's router.
-pub fn router(pool: Pool, policy: Policy) -> axum::Router {
-    let http = reqwest::Client::builder()
-        .timeout(policy.timeout)
+fn http_client() -> Result<Http, std::io::Error> {
+    let mut tcp = HttpConnector::new();
+    tcp.set_nodelay(true);
+    tcp.enforce_http(false);
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_native_roots(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(tcp);
+    Ok(Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .unwrap_or_default();
-    let limit = policy.max_body_bytes;
-    let app = Arc::new(App { pool, policy, http });
-    axum::Router::new()
-        .route("/", post(root))
-        .route("/v1/{key}", post(with_path_key))
-        .layer(DefaultBodyLimit::max(limit))
-        .with_state(app)
+        .build(tls))
 }
 
-fn json(status: StatusCode, v: &Value) -> Response {
+/// The gateway's router for one worker (with its own upstream connections).
+pub fn router(shared: Arc<Shared>) -> Result<axum::Router, std::io::Error> {
+    let limit = shared.policy.max_body_bytes;
+    let w = Arc::new(Worker {
+        shared,
+        http: http_client()?,
+    });
+    Ok(axum::Router::new()
+        .route("/", post(root).get(ws_root))
+        .route("/v1/{key}", post(with_path_key).get(ws_with_path_key))
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(w))
+}
+
+fn json(status: StatusCode, body: impl Into<Bytes>) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
-        v.to_string(),
+        body.into(),
     )
         .into_response()
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
-    json(status, &serde_json::json!({"error": message}))
+    json(status, serde_json::json!({"error": message}).to_string())
 }
 
-async fn root(State(app): State<Arc<App>>, headers: HeaderMap, body: Bytes) -> Response {
-    let key = headers
+async fn health(State(w): State<Arc<Worker>>) -> Response {
+    let s = w.shared.pool.snapshot();
+    if s.eligible.is_empty() {
+        refuse(StatusCode::SERVICE_UNAVAILABLE, "no upstream is at head")
+    } else {
+        json(
+            StatusCode::OK,
+            serde_json::json!({"tip": s.tip, "eligible": s.eligible.len()}).to_string(),
+        )
+    }
+}
+
+async fn metrics_text(State(w): State<Arc<Worker>>) -> Response {
+    let s = w.shared.pool.snapshot();
+    w.shared.metrics.upstreams(&w.shared.names, &s);
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        w.shared.metrics.render(),
+    )
+        .into_response()
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| {
             // The scheme is case-insensitive (RFC 9110 §11.1).
             let (scheme, key) = v.split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then(|| key.trim())
-        });
-    handle(&app, key, body).await
+        })
+}
+
+/// The caller's address: the socket's peer, or what a trusted proxy says it forwarded for.
+pub fn client_addr(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    if !trusted.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    // The last hop the trusted proxy added; earlier entries are the caller's own word.
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|a| a.trim().parse().ok())
+        .next_back()
+        .unwrap_or(peer.ip())
+}
+
+async fn root(
+    State(w): State<Arc<Worker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(&w, bearer(&headers), peer, &headers, body).await
 }
 
 async fn with_path_key(
-    State(app): State<Arc<App>>,
+    State(w): State<Arc<Worker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(key): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(&app, Some(&key), body).await
+    handle(&w, Some(&key), peer, &headers, body).await
 }
 
-async fn handle(app: &App, key: Option<&str>, body: Bytes) -> Response {
-    let p = &app.policy;
-    if !p.key_hashes.is_empty() && !key.is_some_and(|k| p.key_hashes.contains(&key_hash(k))) {
+async fn ws_root(
+    State(w): State<Arc<Worker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let key = bearer(&headers).map(str::to_owned);
+    ws(w, key.as_deref(), peer, &headers, upgrade)
+}
+
+async fn ws_with_path_key(
+    State(w): State<Arc<Worker>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(key): Path<String>,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    ws(w, Some(&key), peer, &headers, upgrade)
+}
+
+fn ws(
+    w: Arc<Worker>,
+    key: Option<&str>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let s = &w.shared;
+    let Some(caller) = s.access.caller(key) else {
+        let addr = client_addr(peer, headers, &s.policy.trusted_proxies);
+        tracing::info!(%addr, "refused a WebSocket: missing or unknown API key");
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "missing or unknown API key: send `Authorization: Bearer KEY` or connect to /v1/KEY",
+        );
+    };
+    if let Err(why) = crate::ws::admit(&caller, s.policy.max_sockets_per_key) {
+        return refuse(StatusCode::TOO_MANY_REQUESTS, &why);
+    }
+    upgrade
+        .max_message_size(s.policy.max_body_bytes)
+        .on_upgrade(move |socket| crate::ws::session(w, caller, socket))
+}
+
+/// One request's answer as text, for a WebSocket (`None` for a notification).
+pub(crate) async fn one_answer(w: &Worker, caller: &Caller, call: &Call) -> Option<String> {
+    let a = one(w, caller, call, None, Instant::now()).await;
+    a.text.map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// A batch's answer as text, for a WebSocket (`None` when all were notifications).
+pub(crate) async fn batch_answer(
+    w: &Worker,
+    caller: &Caller,
+    items: Vec<Result<Call, String>>,
+) -> Option<String> {
+    if caller.take(items.len()).is_err() {
+        return Some(rpc::error(
+            None,
+            rpc::LIMIT_EXCEEDED,
+            "rate limit of this key reached: retry shortly",
+        ));
+    }
+    let (answers, _) = batch(w, caller, items, Instant::now()).await;
+    if answers.is_empty() {
+        return None;
+    }
+    let parts: Vec<std::borrow::Cow<'_, str>> =
+        answers.iter().map(|a| String::from_utf8_lossy(a)).collect();
+    Some(format!("[{}]", parts.join(",")))
+}
+
+/// One answer: its text (none for a notification), the upstream that gave it, the outcome label.
+struct Answered {
+    text: Option<Bytes>,
+    upstream: Option<usize>,
+    outcome: &'static str,
+}
+
+async fn handle(
+    w: &Worker,
+    key: Option<&str>,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Response {
+    let started = Instant::now();
+    let s = &w.shared;
+    let Some(caller) = s.access.caller(key) else {
+        let addr = client_addr(peer, headers, &s.policy.trusted_proxies);
+        tracing::info!(%addr, "refused: missing or unknown API key");
         return refuse(
             StatusCode::UNAUTHORIZED,
             "missing or unknown API key: send `Authorization: Bearer KEY` or POST to /v1/KEY",
         );
-    }
-    let incoming = match rpc::parse(&body, p.max_batch) {
-        Ok(i) => i,
-        Err(e) => return json(StatusCode::OK, &e),
     };
+    let incoming = match rpc::parse(&body, s.policy.max_batch) {
+        Ok(i) => i,
+        Err(e) => return json(StatusCode::OK, e),
+    };
+    let n = match &incoming {
+        Incoming::Single(_) => 1,
+        Incoming::Batch(items) => items.len(),
+    };
+    if let Err(wait) = caller.take(n) {
+        let limited = Answered {
+            text: None,
+            upstream: None,
+            outcome: "limited",
+        };
+        match &incoming {
+            Incoming::Single(c) => count(w, &caller, &c.method, &limited, started),
+            Incoming::Batch(items) => {
+                for c in items.iter().flatten() {
+                    count(w, &caller, &c.method, &limited, started);
+                }
+            }
+        }
+        let addr = client_addr(peer, headers, &s.policy.trusted_proxies);
+        tracing::info!(key = caller.name, %addr, "refused: rate limit");
+        let secs = wait.ceil().max(1.0) as u64;
+        let mut r = json(
+            StatusCode::TOO_MANY_REQUESTS,
+            rpc::error(
+                None,
+                rpc::LIMIT_EXCEEDED,
+                &format!(
+                    "rate limit of this key reached: retry after {secs} s, or ask for a higher limit"
+                ),
+            ),
+        );
+        r.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        return r;
+    }
     match incoming {
         Incoming::Single(call) => {
-            if let Some(refusal) = refused(p, &call) {
-                return answer_one(call.id.as_ref(), refusal);
-            }
-            let (status, bytes, upstream) = forward(app, body, is_filter_call(&call.method)).await;
-            respond(p, status, bytes, upstream.as_deref(), call.id.is_none())
+            let a = one(w, &caller, &call, Some(body), started).await;
+            let Some(text) = a.text else {
+                // No answer for a notification, not even an error (JSON-RPC 2.0 §4.1).
+                return StatusCode::NO_CONTENT.into_response();
+            };
+            let status = if a.outcome == "unavailable" {
+                StatusCode::SERVICE_UNAVAILABLE
+            } else {
+                StatusCode::OK
+            };
+            with_upstream(w, json(status, text), a.upstream)
         }
-        Incoming::Batch(items) => batch(app, items).await,
+        Incoming::Batch(items) => {
+            let (answers, upstream) = batch(w, &caller, items, started).await;
+            if answers.is_empty() {
+                return StatusCode::NO_CONTENT.into_response();
+            }
+            let mut out =
+                Vec::with_capacity(answers.iter().map(|a| a.len() + 1).sum::<usize>() + 2);
+            out.push(b'[');
+            for (i, a) in answers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(a);
+            }
+            out.push(b']');
+            with_upstream(w, json(StatusCode::OK, out), upstream)
+        }
     }
 }
 
-/// The refusal for a method the policy denies.
-fn refused(p: &Policy, call: &Call) -> Option<Value> {
-    p.denied_prefixes
-        .iter()
-        .any(|d| call.method.starts_with(d.as_str()))
-        .then(|| {
-            rpc::error(
-                call.id.as_ref(),
-                rpc::METHOD_NOT_FOUND,
-                &format!(
-                    "method {} is not served through the gateway (admin, debug, personal, miner, engine, txpool and node-signing methods are refused; sign locally and use eth_sendRawTransaction)",
-                    call.method
-                ),
-            )
-        })
-}
-
-fn answer_one(id: Option<&Value>, v: Value) -> Response {
-    if id.is_none() {
-        // A notification gets no answer, not even an error.
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    json(StatusCode::OK, &v)
-}
-
-fn respond(
-    p: &Policy,
-    status: StatusCode,
-    bytes: Bytes,
-    upstream: Option<&Upstream>,
-    notification: bool,
-) -> Response {
-    if notification {
-        // No answer for a notification, not even an error (JSON-RPC 2.0 §4.1).
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    let mut r = (status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response();
-    if p.debug_header
-        && let Some(u) = upstream
-        && let Ok(v) = HeaderValue::from_str(&u.name)
+fn with_upstream(w: &Worker, mut r: Response, upstream: Option<usize>) -> Response {
+    if w.shared.policy.debug_header
+        && let Some(i) = upstream
+        && let Ok(v) = HeaderValue::from_str(w.shared.names[i])
     {
         r.headers_mut().insert("x-ethnode-upstream", v);
     }
     r
 }
 
-async fn batch(app: &App, items: Vec<Result<Call, Value>>) -> Response {
-    let p = &app.policy;
-    let mut answers: Vec<Value> = Vec::new();
-    let mut forward_raw: Vec<&serde_json::value::RawValue> = Vec::new();
-    for item in &items {
-        match item {
-            Err(e) => answers.push(e.clone()),
-            Ok(call) => match refused(p, call) {
-                Some(r) if call.id.is_some() => answers.push(r),
-                Some(_) => {}
-                None => forward_raw.push(&call.raw),
-            },
-        }
-    }
-    let mut upstream = None;
-    if !forward_raw.is_empty() {
-        let body = Bytes::from(serde_json::to_vec(&forward_raw).unwrap_or_default());
-        let sticky = items.iter().flatten().any(|c| is_filter_call(&c.method));
-        let (status, bytes, u) = forward(app, body, sticky).await;
-        upstream = u;
-        match serde_json::from_slice::<Value>(&bytes) {
-            // Answers may come in any order; callers match them by id.
-            Ok(Value::Array(upstream_answers)) if status == StatusCode::OK => {
-                answers.extend(upstream_answers)
-            }
-            Ok(v) if status == StatusCode::OK && v.is_object() => answers.push(v),
-            _ => {
-                for item in items.iter().flatten() {
-                    if item.id.is_some() && refused(p, item).is_none() {
-                        answers.push(rpc::error(
-                            item.id.as_ref(),
-                            rpc::INTERNAL_ERROR,
-                            "no upstream at head answered; retry shortly",
-                        ));
-                    }
-                }
-            }
-        }
-    }
-    if answers.is_empty() {
-        return StatusCode::NO_CONTENT.into_response();
-    }
-    respond(
-        p,
-        StatusCode::OK,
-        Bytes::from(Value::Array(answers).to_string()),
-        upstream.as_deref(),
-        false,
-    )
+/// The refusal for a method the policy or the key's allowlist denies.
+fn refused(s: &Shared, caller: &Caller, call: &Call) -> Option<String> {
+    let m = call.method.as_str();
+    let why = if s
+        .policy
+        .denied_prefixes
+        .iter()
+        .any(|d| m.starts_with(d.as_str()))
+    {
+        format!(
+            "method {m} is not served through the gateway (admin, debug, personal, miner, engine, txpool and node-signing methods are refused; sign locally and use eth_sendRawTransaction)"
+        )
+    } else if !caller.may_call(m) {
+        format!(
+            "method {m} is not allowed for this API key: ask for it to be added to the key's methods"
+        )
+    } else if matches!(m, "eth_subscribe" | "eth_unsubscribe") {
+        format!(
+            "{m} is served over a WebSocket (ws:// to the same address), each on its own, not in a batch"
+        )
+    } else {
+        return None;
+    };
+    Some(rpc::error(call.id.as_deref(), rpc::METHOD_NOT_FOUND, &why))
 }
 
-/// Sends `body` to an upstream at head; on a transport failure or timeout, once more to another.
-async fn forward(
-    app: &App,
+fn count(w: &Worker, caller: &Caller, method: &str, a: &Answered, started: Instant) {
+    w.shared.metrics.request(
+        RequestLabels {
+            method: metrics::method_label(method),
+            key: caller.name,
+            upstream: a.upstream.map_or("none", |i| w.shared.names[i]),
+            outcome: a.outcome,
+        },
+        started.elapsed().as_secs_f64(),
+    );
+}
+
+/// One request, start to answer. `body` is the request as sent, when it is the whole body.
+async fn one(
+    w: &Worker,
+    caller: &Caller,
+    call: &Call,
+    body: Option<Bytes>,
+    started: Instant,
+) -> Answered {
+    let mut a = answer(w, caller, call, body).await;
+    count(w, caller, &call.method, &a, started);
+    if call.is_notification() {
+        a.text = None;
+    }
+    a
+}
+
+async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -> Answered {
+    let s = &w.shared;
+    let done = |text: String, outcome| Answered {
+        text: Some(Bytes::from(text)),
+        upstream: None,
+        outcome,
+    };
+    if let Some(r) = refused(s, caller, call) {
+        return done(r, "refused");
+    }
+    let snapshot = s.pool.snapshot();
+    let plan = match route::plan(call, snapshot.tip) {
+        Ok(p) => p,
+        Err(e) => return done(e, "refused"),
+    };
+    let body = match (&plan.rewritten, body) {
+        (Some(r), _) => Bytes::from(r.clone()),
+        (None, Some(b)) => b,
+        (None, None) => Bytes::from(call.to_json(None)),
+    };
+    let (got, upstream) = exchange(w, &snapshot, &plan, body).await;
+    let Some(bytes) = got else {
+        let message = if snapshot.eligible.is_empty() {
+            "no upstream is at head; retry shortly"
+        } else {
+            "the upstreams at head did not answer; retry shortly"
+        };
+        return done(
+            rpc::error(call.id.as_deref(), rpc::INTERNAL_ERROR, message),
+            "unavailable",
+        );
+    };
+    let upstream_i = upstream.unwrap_or(0);
+    let (bytes, outcome) = finish(w, caller, call, &plan, bytes, upstream_i, &snapshot).await;
+    Answered {
+        text: Some(bytes),
+        upstream,
+        outcome,
+    }
+}
+
+/// Answers that say "this upstream does not have that block (yet)": another one may.
+fn not_here(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "header not found",
+        "unknown block",
+        "missing trie node",
+        "block not found",
+        "could not be found",
+        "blockoutofrange",
+        "block out of range",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
+}
+
+/// What an answer says, read only as far as routing needs.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Final.
+    Keep,
+    /// Another upstream may have it: ask one.
+    AskAnother,
+}
+
+fn verdict(plan: &Plan, bytes: &[u8]) -> Verdict {
+    let might_lack = plan.kind == Kind::ByHash || plan.need.is_some();
+    if !might_lack {
+        return Verdict::Keep;
+    }
+    let Ok(a) = serde_json::from_slice::<Answer>(bytes) else {
+        return Verdict::Keep;
+    };
+    match (&a.error, a.result) {
+        (Some(e), _) if not_here(&e.message) => Verdict::AskAnother,
+        // `null` by hash: not mined yet, or not here yet.
+        (None, None) if plan.kind == Kind::ByHash => Verdict::AskAnother,
+        _ => Verdict::Keep,
+    }
+}
+
+/// Sends to the candidates in turn: on transport failure or timeout once more elsewhere; on a "not here"
+/// answer on to every other candidate that has the block. The last answer if none was better.
+async fn exchange(
+    w: &Worker,
+    snapshot: &Snapshot,
+    plan: &Plan,
     body: Bytes,
-    sticky: bool,
-) -> (StatusCode, Bytes, Option<Arc<Upstream>>) {
-    let candidates = app.pool.candidates(sticky);
-    for u in candidates.iter().take(2) {
-        let sent = app
-            .http
-            .post(&u.url)
-            .header(header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(r) if r.status().is_success() || r.status().is_client_error() => {
-                let status = StatusCode::from_u16(r.status().as_u16()).unwrap_or(StatusCode::OK);
-                match r.bytes().await {
-                    Ok(b) => {
-                        u.served.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        return (status, b, Some(u.clone()));
-                    }
-                    Err(e) => {
-                        tracing::warn!(upstream = %u.name, error = %e.without_url(), "upstream failed mid-answer; trying another")
-                    }
+) -> (Option<Bytes>, Option<usize>) {
+    let s = &w.shared;
+    let sticky = plan.kind == Kind::Filter;
+    let mut candidates = s.pool.candidates(snapshot, plan.need, sticky);
+    if candidates.is_empty() && plan.need.is_some() {
+        // A block past every head we know of (our heads are a poll old): the node answers for itself.
+        candidates = s.pool.candidates(snapshot, None, sticky);
+    }
+    let mut failures = 0;
+    let mut last: (Option<Bytes>, Option<usize>) = (None, None);
+    for (n, &i) in candidates.iter().enumerate() {
+        match send(w, i, body.clone()).await {
+            Ok(bytes) => {
+                let more = n + 1 < candidates.len();
+                if more && verdict(plan, &bytes) == Verdict::AskAnother {
+                    last = (Some(bytes), Some(i));
+                    continue;
                 }
-            }
-            Ok(r) => {
-                tracing::warn!(upstream = %u.name, status = %r.status(), "upstream failed; trying another")
+                s.pool.upstreams()[i].served.fetch_add(1, Ordering::Relaxed);
+                return (Some(bytes), Some(i));
             }
             Err(e) => {
-                tracing::warn!(upstream = %u.name, error = %e.without_url(), "upstream unreachable; trying another")
+                tracing::warn!(upstream = s.names[i], error = %e, "upstream failed; trying another");
+                s.metrics.failover(s.names[i]);
+                failures += 1;
+                if failures >= 2 {
+                    break;
+                }
             }
         }
     }
-    let message = if candidates.is_empty() {
-        "no upstream is at head; retry shortly"
-    } else {
-        "the upstreams at head did not answer; retry shortly"
+    last
+}
+
+/// Why an upstream gave no answer (no URL in it: it may hold a key).
+#[derive(Debug, thiserror::Error)]
+enum SendError {
+    #[error("timed out")]
+    Timeout,
+    #[error("HTTP {0}")]
+    Status(StatusCode),
+    #[error("transport: {0}")]
+    Transport(String),
+}
+
+async fn send(w: &Worker, i: usize, body: Bytes) -> Result<Bytes, SendError> {
+    let u = &w.shared.pool.upstreams()[i];
+    let req = hyper::Request::post(u.uri.clone())
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Full::new(body))
+        .map_err(|e| SendError::Transport(e.to_string()))?;
+    let exchange = async {
+        let r =
+            w.http.request(req).await.map_err(|e| {
+                SendError::Transport(ethnode_config::redact_urls_in(&e.to_string()))
+            })?;
+        if !r.status().is_success() {
+            return Err(SendError::Status(r.status()));
+        }
+        r.into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| SendError::Transport(e.to_string()))
     };
-    let id = serde_json::from_slice::<Value>(&body)
-        .ok()
-        .and_then(|v| v.get("id").cloned());
-    let e = rpc::error(id.as_ref(), rpc::INTERNAL_ERROR, message);
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Bytes::from(e.to_string()),
-        None,
-    )
+    tokio::time::timeout(w.shared.policy.timeout, exchange)
+        .await
+        .map_err(|_| SendError::Timeout)?
+}
+
+/// Applies what the plan's kind asks of an answer; returns it and its outcome label.
+async fn finish(
+    w: &Worker,
+    caller: &Caller,
+    call: &Call,
+    plan: &Plan,
+    bytes: Bytes,
+    upstream: usize,
+    snapshot: &Snapshot,
+) -> (Bytes, &'static str) {
+    let Ok(a) = serde_json::from_slice::<Answer>(&bytes) else {
+        return (bytes, "ok");
+    };
+    let outcome = if a.error.is_some() { "error" } else { "ok" };
+    match plan.kind {
+        Kind::BlockNumber => {
+            let Some(n) = a
+                .result
+                .and_then(|r| serde_json::from_str::<&str>(r.get()).ok())
+                .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
+            else {
+                return (bytes, outcome);
+            };
+            let told = caller.block_number(n);
+            if told == n {
+                (bytes, outcome)
+            } else {
+                // This upstream is behind what the caller was told: never backwards.
+                let r = rpc::result(call.id.as_deref(), &format!("\"0x{told:x}\""));
+                (Bytes::from(r), outcome)
+            }
+        }
+        Kind::SendRaw => send_raw(w, call, a, bytes.clone(), upstream, snapshot).await,
+        _ => (bytes, outcome),
+    }
+}
+
+/// The hash of a raw transaction (its keccak-256), 0x-hex; `None` if the param is not hex.
+fn tx_hash(call: &Call) -> Option<String> {
+    let p = call.positional()?;
+    let raw: &str = serde_json::from_str(p.first()?.get()).ok()?;
+    let bytes = alloy::primitives::hex::decode(raw).ok()?;
+    Some(alloy::primitives::keccak256(bytes).to_string())
+}
+
+async fn send_raw(
+    w: &Worker,
+    call: &Call,
+    a: Answer<'_>,
+    bytes: Bytes,
+    upstream: usize,
+    snapshot: &Snapshot,
+) -> (Bytes, &'static str) {
+    let hash = tx_hash(call);
+    if w.shared.policy.broadcast && a.error.is_none() {
+        let body = Bytes::from(call.to_json(None));
+        for &i in snapshot.eligible.iter().filter(|&&i| i != upstream) {
+            let (http, shared, body) = (w.http.clone(), w.shared.clone(), body.clone());
+            tokio::spawn(async move {
+                let w = Worker { shared, http };
+                if let Err(e) = send(&w, i, body).await {
+                    tracing::info!(upstream = w.shared.names[i], error = %e, "broadcast of a raw transaction failed");
+                }
+            });
+        }
+    }
+    let (Some(e), Some(hash)) = (&a.error, hash) else {
+        return (bytes, if a.error.is_some() { "error" } else { "ok" });
+    };
+    let m = e.message.to_ascii_lowercase();
+    let known =
+        m.contains("already known") || m.contains("already imported") || m.contains("alreadyknown");
+    let same_tx_mined = !known && m.contains("nonce too low") && {
+        // "nonce too low" is success only if it is this very transaction that took the nonce.
+        let q = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":["{hash}"]}}"#
+        );
+        send(w, upstream, Bytes::from(q))
+            .await
+            .ok()
+            .and_then(|b| {
+                serde_json::from_slice::<Answer>(&b)
+                    .ok()
+                    .map(|a| a.result.is_some())
+            })
+            .unwrap_or(false)
+    };
+    if known || same_tx_mined {
+        let r = rpc::result(call.id.as_deref(), &format!("\"{hash}\""));
+        return (Bytes::from(r), "ok");
+    }
+    (bytes, "error")
+}
+
+/// A batch: the requests that can go together go to one upstream in one batch; what comes back "not
+/// here" or not at all is asked again one by one.
+async fn batch(
+    w: &Worker,
+    caller: &Caller,
+    items: Vec<Result<Call, String>>,
+    started: Instant,
+) -> (Vec<Bytes>, Option<usize>) {
+    let s = &w.shared;
+    let snapshot = s.pool.snapshot();
+    let mut answers: Vec<Bytes> = Vec::new();
+    let mut go: Vec<(Call, Plan)> = Vec::new();
+    for item in items {
+        let call = match item {
+            Err(e) => {
+                answers.push(Bytes::from(e));
+                continue;
+            }
+            Ok(c) => c,
+        };
+        let refusal =
+            refused(s, caller, &call).map_or_else(|| route::plan(&call, snapshot.tip), Err);
+        match refusal {
+            Ok(plan) => go.push((call, plan)),
+            Err(e) => {
+                let a = Answered {
+                    text: Some(Bytes::from(e)),
+                    upstream: None,
+                    outcome: "refused",
+                };
+                count(w, caller, &call.method, &a, started);
+                if !call.is_notification() {
+                    answers.extend(a.text);
+                }
+            }
+        }
+    }
+    if go.is_empty() {
+        return (answers, None);
+    }
+    // Together: the highest block any of them needs; sticky if one is a filter call.
+    let need = go.iter().filter_map(|(_, p)| p.need).max();
+    let together = Plan {
+        rewritten: None,
+        need,
+        kind: if go.iter().any(|(_, p)| p.kind == Kind::Filter) {
+            Kind::Filter
+        } else {
+            Kind::Plain
+        },
+    };
+    let mut body = Vec::from(&b"["[..]);
+    for (i, (c, p)) in go.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        match &p.rewritten {
+            Some(r) => body.extend_from_slice(r.as_bytes()),
+            None => body.extend_from_slice(c.to_json(None).as_bytes()),
+        }
+    }
+    body.push(b']');
+    let (got, upstream) = exchange(w, &snapshot, &together, Bytes::from(body)).await;
+    let upstream_answers: Vec<&RawValue> = got
+        .as_deref()
+        .and_then(|b| serde_json::from_slice(b).ok())
+        .unwrap_or_default();
+    let mut by_id: std::collections::HashMap<&str, &RawValue> = upstream_answers
+        .iter()
+        .filter_map(|a| {
+            let parsed: Answer = serde_json::from_str(a.get()).ok()?;
+            Some((parsed.id?.get(), *a))
+        })
+        .collect();
+    // Each answer in the order asked; those to ask again go out at once, not one after another.
+    let mine: Vec<Option<&RawValue>> = go
+        .iter()
+        .map(|(call, _)| call.id.as_deref().and_then(|id| by_id.remove(id.get())))
+        .collect();
+    let snapshot = &*snapshot;
+    let each = go.iter().zip(mine).map(|((call, plan), mine)| async move {
+        let a = match (mine, upstream) {
+            (Some(raw), Some(u)) if verdict(plan, raw.get().as_bytes()) == Verdict::Keep => {
+                let bytes = Bytes::copy_from_slice(raw.get().as_bytes());
+                let (bytes, outcome) = finish(w, caller, call, plan, bytes, u, snapshot).await;
+                Answered {
+                    text: Some(bytes),
+                    upstream: Some(u),
+                    outcome,
+                }
+            }
+            // A notification the upstream took.
+            _ if call.is_notification() && upstream.is_some() => Answered {
+                text: None,
+                upstream,
+                outcome: "ok",
+            },
+            // Missing, "not here", or the batch failed: on its own, everywhere it may be.
+            _ => answer(w, caller, call, None).await,
+        };
+        count(w, caller, &call.method, &a, started);
+        if call.is_notification() { None } else { a.text }
+    });
+    answers.extend(
+        futures_util::future::join_all(each)
+            .await
+            .into_iter()
+            .flatten(),
+    );
+    (answers, upstream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caller_is_the_peer_unless_a_trusted_proxy_forwarded_it() {
+        let mut h = HeaderMap::new();
+        h.append(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 10.0.0.9"),
+        );
+        let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let peer = SocketAddr::new(proxy, 5000);
+        assert_eq!(
+            client_addr(peer, &h, &[]),
+            proxy,
+            "untrusted: its header is ignored"
+        );
+        assert_eq!(
+            client_addr(peer, &h, &[proxy]),
+            "10.0.0.9".parse::<IpAddr>().unwrap()
+        );
+    }
+
+    #[test]
+    fn not_here_answers_are_asked_elsewhere_and_the_callers_faults_are_not() {
+        let plan = Plan {
+            rewritten: None,
+            need: Some(5),
+            kind: Kind::Plain,
+        };
+        let e = |m: &str| {
+            format!(r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":-32000,"message":"{m}"}}}}"#)
+        };
+        assert_eq!(
+            verdict(&plan, e("header not found").as_bytes()),
+            Verdict::AskAnother
+        );
+        assert_eq!(
+            verdict(&plan, e("missing trie node 0xab (path )").as_bytes()),
+            Verdict::AskAnother
+        );
+        assert_eq!(
+            verdict(&plan, e("execution reverted").as_bytes()),
+            Verdict::Keep
+        );
+        let by_hash = Plan {
+            kind: Kind::ByHash,
+            need: None,
+            rewritten: None,
+        };
+        assert_eq!(
+            verdict(&by_hash, br#"{"jsonrpc":"2.0","id":1,"result":null}"#),
+            Verdict::AskAnother
+        );
+        assert_eq!(
+            verdict(&by_hash, br#"{"jsonrpc":"2.0","id":1,"result":{"a":1}}"#),
+            Verdict::Keep
+        );
+    }
 }

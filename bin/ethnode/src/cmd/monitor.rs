@@ -109,7 +109,7 @@ async fn endpoints(
 }
 
 /// Every address `name` resolves to, as node URLs (sorted).
-async fn dns_nodes(name: &str, port: u16) -> Result<Vec<String>, String> {
+pub(crate) async fn dns_nodes(name: &str, port: u16) -> Result<Vec<String>, String> {
     let addrs = tokio::net::lookup_host((name, port))
         .await
         .map_err(|e| format!("{name} does not resolve ({e})"))?;

@@ -418,7 +418,7 @@ async fn killing_a_node_under_load_loses_no_request() {
         .map(|_| {
             let url = url.clone();
             tokio::spawn(async move {
-                let (mut failed, mut done) = (0, 0);
+                let (mut failed, mut done, mut last, mut backwards) = (0, 0, 0, 0);
                 for _ in 0..60 {
                     let (code, body, _) = post(&url, None, call).await;
                     let n = serde_json::from_str::<Value>(&body).ok().and_then(|v| {
@@ -427,20 +427,444 @@ async fn killing_a_node_under_load_loses_no_request() {
                     if code != 200 || n.is_none() {
                         failed += 1;
                     }
+                    if let Some(n) = n {
+                        backwards += usize::from(n < last);
+                        last = last.max(n);
+                    }
                     done += 1;
                     tokio::time::sleep(Duration::from_millis(25)).await;
                 }
-                (failed, done)
+                (failed, done, backwards)
             })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(500)).await;
     first.0.kill().unwrap();
-    let mut totals = (0, 0);
+    let mut totals = (0, 0, 0);
     for w in workers {
-        let (f, n) = w.await.unwrap();
-        totals = (totals.0 + f, totals.1 + n);
+        let (f, n, b) = w.await.unwrap();
+        totals = (totals.0 + f, totals.1 + n, totals.2 + b);
     }
     assert_eq!(totals.1, 8 * 60);
     assert_eq!(totals.0, 0, "failed requests");
+    assert_eq!(totals.2, 0, "eth_blockNumber went backwards");
+}
+
+fn result_number(body: &str) -> Option<u64> {
+    let v: Value = serde_json::from_str(body).ok()?;
+    let r = &v["result"];
+    let hex = r.as_str().or_else(|| r["number"].as_str())?;
+    u64::from_str_radix(hex.trim_start_matches("0x"), 16).ok()
+}
+
+/// A node one block behind stays eligible for what it has, but `latest` (pinned to the tip), `eth_getLogs`
+/// up to the tip and blocks it lacks go only to the node that has them; when it catches up it serves
+/// `latest` again.
+#[tokio::test]
+async fn latest_logs_and_new_blocks_only_from_a_node_that_has_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_parent, p, parent) = node(&["--no-mining"]).await;
+    rpc(&parent, "anvil_mine", json!(["0x3"])).await.unwrap();
+    let (_fork, f, fork) = node(&["--no-mining", "--fork-url", &parent]).await;
+    let (_g, url) = gateway(
+        dir.path(),
+        &[parent.clone(), fork.clone()],
+        &["--max-lag-blocks", "2"],
+    )
+    .await;
+    let (pp, fp) = (format!(":{p}"), format!(":{f}"));
+    let latest =
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}"#;
+    let old = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x2",false]}"#;
+    let logs = r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1"}]}"#;
+    let from = |u: &Option<String>, port: &str| u.as_deref().is_some_and(|u| u.contains(port));
+    // One block past the fork: within the lag, so the fork still serves what it has.
+    rpc(&parent, "anvil_mine", json!(["0x1"])).await.unwrap();
+    wait_for(
+        "the gateway sees the tip",
+        Duration::from_secs(20),
+        || async {
+            let (_, body, _) = post(&url, None, latest).await;
+            (result_number(&body) == Some(4)).then_some(())
+        },
+    )
+    .await;
+    let mut fork_served_old = false;
+    for _ in 0..20 {
+        let (code, body, u) = post(&url, None, latest).await;
+        assert_eq!((code, result_number(&body)), (200, Some(4)), "{body}");
+        assert!(from(&u, &pp), "latest from {u:?}, which lacks block 4");
+        let (code, body, u) = post(&url, None, logs).await;
+        assert!(code == 200 && body.contains("result"), "{body}");
+        assert!(from(&u, &pp), "eth_getLogs to the tip from {u:?}");
+        let (_, body, u) = post(&url, None, old).await;
+        assert_eq!(result_number(&body), Some(2));
+        fork_served_old |= from(&u, &fp);
+    }
+    assert!(
+        fork_served_old,
+        "a node one block behind still serves the blocks it has"
+    );
+    // A range past the tip is refused, not answered with an empty list.
+    let (_, body, _) = post(
+        &url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x1","toBlock":"0x64"}]}"#,
+    )
+    .await;
+    assert!(body.contains("past the chain head"), "{body}");
+    // The fork catches up: it serves latest again.
+    rpc(&fork, "anvil_mine", json!(["0x1"])).await.unwrap();
+    wait_for(
+        "the fork serves latest again",
+        Duration::from_secs(10),
+        || async {
+            let (_, _, u) = post(&url, None, latest).await;
+            from(&u, &fp).then_some(())
+        },
+    )
+    .await;
+}
+
+/// Keys from ethnode.toml (as hashes) with a method allowlist and a rate; flag keys beside them; a
+/// raw transaction sent twice is one success; metrics count it all by key and never show a key.
+#[tokio::test]
+async fn keys_allowlists_rates_raw_transactions_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_anvil, _, node_url) = node(&[]).await;
+    let hash = |k: &str| -> String {
+        ethnode_gateway::key_hash(k)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    std::fs::write(
+        d.join("ethnode.toml"),
+        format!(
+            r#"
+[gateway]
+rate_per_sec = 1000
+[[gateway.keys]]
+name = "reader"
+sha256 = "{}"
+methods = ["eth_get*", "eth_chainId"]
+[[gateway.keys]]
+name = "slow"
+sha256 = "{}"
+rate_per_sec = 1
+burst = 3
+"#,
+            hash("reader-key"),
+            hash("slow-key")
+        ),
+    )
+    .unwrap();
+    let (_g, url) = gateway(d, &[node_url], &["--key", "flag-key"]).await;
+    let chain = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    wait_for("gateway serves", Duration::from_secs(20), || async {
+        (post(&url, Some("reader-key"), chain).await.0 == 200).then_some(())
+    })
+    .await;
+    // The allowlist.
+    let (_, body, _) = post(
+        &url,
+        Some("reader-key"),
+        r#"{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"}"#,
+    )
+    .await;
+    assert!(
+        body.contains("-32601") && body.contains("not allowed for this API key"),
+        "{body}"
+    );
+    let (code, body, _) = post(
+        &url,
+        Some("flag-key"),
+        r#"{"jsonrpc":"2.0","id":2,"method":"eth_blockNumber"}"#,
+    )
+    .await;
+    assert!(code == 200 && body.contains("result"), "{body}");
+    // The rate: a burst of 3, then 429 with Retry-After; other keys go on.
+    let mut codes = Vec::new();
+    for _ in 0..6 {
+        codes.push(post(&url, Some("slow-key"), chain).await.0);
+    }
+    assert_eq!(&codes[..3], &[200, 200, 200], "{codes:?}");
+    assert!(codes[3..].contains(&429), "{codes:?}");
+    let limited = reqwest::Client::new()
+        .post(&url)
+        .bearer_auth("slow-key")
+        .header("content-type", "application/json")
+        .body(chain)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(limited.status().as_u16(), 429);
+    assert!(limited.headers().get("retry-after").is_some());
+    let body = limited.text().await.unwrap();
+    assert!(
+        body.contains("-32005") && body.contains("retry after"),
+        "{body}"
+    );
+    assert_eq!(post(&url, Some("reader-key"), chain).await.0, 200);
+    // A raw transaction sent twice (a retry after a lost answer): both answers are its hash.
+    let signed = Command::new(tool("cast"))
+        .args([
+            "mktx",
+            "--rpc-url",
+            &format!("{url}v1/flag-key"),
+            "--private-key",
+            "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "--value",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        signed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    let raw = String::from_utf8_lossy(&signed.stdout).trim().to_string();
+    let send = json!({"jsonrpc":"2.0","id":5,"method":"eth_sendRawTransaction","params":[raw]})
+        .to_string();
+    let (_, first, _) = post(&url, Some("flag-key"), send.clone()).await;
+    let (_, second, _) = post(&url, Some("flag-key"), send).await;
+    let h1 = serde_json::from_str::<Value>(&first).unwrap()["result"].clone();
+    assert!(h1.is_string(), "{first}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&second).unwrap()["result"],
+        h1,
+        "{second}"
+    );
+    // Metrics: by key name, never the key.
+    let m = reqwest::get(format!("{url}metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        m.contains(r#"key="reader""#) && m.contains(r#"key="slow""#) && m.contains(r#"key="key1""#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"outcome="limited""#) || m.contains(r#"outcome="refused""#),
+        "{m}"
+    );
+    assert!(m.contains("ethnode_gateway_upstream_head"), "{m}");
+    for secret in ["reader-key", "slow-key", "flag-key"] {
+        assert!(!m.contains(secret));
+    }
+}
+
+const VIEM: &str = r#"
+const { createPublicClient, http, webSocket } = require('viem');
+(async () => {
+  const h = createPublicClient({ transport: http(process.argv[2], { batch: true }) });
+  // Two calls in one tick: one HTTP batch.
+  const [n, chain] = await Promise.all([h.getBlockNumber(), h.getChainId()]);
+  const ws = createPublicClient({ transport: webSocket(process.argv[3]) });
+  const viaWs = await ws.getBlockNumber();
+  const heads = [];
+  await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no heads in 20 s')), 20000);
+    const stop = ws.watchBlocks({
+      onBlock: b => { heads.push(Number(b.number)); if (heads.length >= 3) { clearTimeout(timer); stop(); resolve(); } },
+      onError: reject,
+    });
+  });
+  console.log(JSON.stringify({ number: Number(n), chain, viaWs: Number(viaWs), heads }));
+  process.exit(0);
+})().catch(e => { console.error(e); process.exit(1); });
+"#;
+
+const WEB3_WS: &str = r#"
+import asyncio, json, sys
+from web3 import AsyncWeb3, WebSocketProvider
+async def main():
+    async with AsyncWeb3(WebSocketProvider(sys.argv[1])) as w3:
+        sub = await w3.eth.subscribe("newHeads")
+        heads = []
+        async for msg in w3.socket.process_subscriptions():
+            heads.append(msg["result"]["number"])
+            if len(heads) >= 2:
+                break
+        gone = await w3.eth.unsubscribe(sub)
+        n = await w3.eth.block_number
+        print(json.dumps({"sub": sub, "heads": heads, "unsubscribed": gone, "n": n}))
+asyncio.run(asyncio.wait_for(main(), 30))
+"#;
+
+/// viem (HTTP batch, WebSocket calls and `watchBlocks`) and web3.py (WebSocket `newHeads`, unsubscribe)
+/// through the gateway, with the key in the path; a WebSocket without a key is refused.
+#[tokio::test]
+async fn viem_and_web3_subscribe_through_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_anvil, _, node_url) = node(&["--block-time", "1"]).await;
+    let (_g, url) = gateway(d, &[node_url], &["--key", "k1"]).await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    wait_for("gateway serves", Duration::from_secs(20), || async {
+        (post(&url, Some("k1"), call).await.0 == 200).then_some(())
+    })
+    .await;
+    let http_url = format!("{url}v1/k1");
+    let ws_url = http_url.replacen("http", "ws", 1);
+    std::fs::write(d.join("viem.cjs"), VIEM).unwrap();
+    let out = Command::new("node")
+        .arg(d.join("viem.cjs"))
+        .args([&http_url, &ws_url])
+        .env("NODE_PATH", root().join(".tools/node_modules"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["chain"], json!(31337), "{v}");
+    let heads: Vec<u64> = serde_json::from_value(v["heads"].clone()).unwrap();
+    assert!(
+        heads.windows(2).all(|w| w[1] > w[0]) && heads[0] > v["number"].as_u64().unwrap(),
+        "{v}"
+    );
+    std::fs::write(d.join("ws.py"), WEB3_WS).unwrap();
+    let out = Command::new(tool("python"))
+        .args([d.join("ws.py").to_str().unwrap(), &ws_url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(w["unsubscribed"], json!(true), "{w}");
+    assert_eq!(w["heads"].as_array().unwrap().len(), 2, "{w}");
+    // No key, no socket.
+    let refused = tokio_tungstenite_probe(&url.replacen("http", "ws", 1)).await;
+    assert_eq!(refused, 401);
+}
+
+/// The HTTP status a WebSocket handshake to `url` gets.
+async fn tokio_tungstenite_probe(url: &str) -> u16 {
+    let r = reqwest::Client::new()
+        .get(url.replacen("ws", "http", 1))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .send()
+        .await
+        .unwrap();
+    r.status().as_u16()
+}
+
+const WS_WATCH: &str = r#"
+import json, sys
+from websockets.sync.client import connect
+with connect(sys.argv[1]) as ws:
+    ws.send(json.dumps({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}))
+    sub = json.loads(ws.recv(timeout=10))["result"]
+    print(json.dumps({"subscribed": sub}), flush=True)
+    while True:
+        m = json.loads(ws.recv(timeout=15))
+        print(json.dumps({"sub": m["params"]["subscription"], "n": int(m["params"]["result"]["number"], 16)}), flush=True)
+"#;
+
+/// A subscriber over two upstreams on one chain: the upstream serving its subscription is killed, later
+/// the other: heads keep coming on the same connection under the same subscription id, never backwards.
+#[tokio::test]
+async fn a_subscription_survives_losing_its_upstream() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_anvil, a, _) = node(&["--block-time", "1"]).await;
+    std::fs::write(d.join("fwd.py"), FORWARDER).unwrap();
+    let forwarder = |port: u16| {
+        Proc(
+            Command::new(tool("python"))
+                .args([
+                    d.join("fwd.py").to_str().unwrap(),
+                    &port.to_string(),
+                    &a.to_string(),
+                ])
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let (p1, p2) = (free_port(), free_port());
+    let mut fwd = [Some(forwarder(p1)), Some(forwarder(p2))];
+    let ups = [
+        format!("http://127.0.0.1:{p1}/"),
+        format!("http://127.0.0.1:{p2}/"),
+    ];
+    let (_g, url) = gateway(d, &ups, &[]).await;
+    let both = || async {
+        let h: Value = reqwest::get(format!("{url}health"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (h["eligible"] == json!(2)).then_some(())
+    };
+    wait_for("both upstreams eligible", Duration::from_secs(20), both).await;
+    std::fs::write(d.join("watch.py"), WS_WATCH).unwrap();
+    let mut watcher = Proc(
+        Command::new(tool("python"))
+            .args([
+                d.join("watch.py").to_str().unwrap(),
+                &url.replacen("http", "ws", 1),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let stdout = watcher.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    type Rx = tokio::sync::mpsc::UnboundedReceiver<Value>;
+    async fn next(rx: &mut Rx) -> Value {
+        tokio::time::timeout(Duration::from_secs(20), rx.recv())
+            .await
+            .ok()
+            .flatten()
+            .expect("the subscriber stopped hearing (or died)")
+    }
+    async fn take(rx: &mut Rx, n: usize, heads: &mut Vec<u64>, sub: &str) {
+        for _ in 0..n {
+            let m = next(rx).await;
+            assert_eq!(m["sub"].as_str(), Some(sub), "{m}");
+            heads.push(m["n"].as_u64().unwrap());
+        }
+    }
+    let sub = next(&mut rx).await["subscribed"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let mut heads = Vec::new();
+    take(&mut rx, 2, &mut heads, &sub).await;
+    fwd[0].take();
+    take(&mut rx, 3, &mut heads, &sub).await;
+    fwd[0] = Some(forwarder(p1));
+    wait_for("the first upstream is back", Duration::from_secs(20), both).await;
+    fwd[1].take();
+    take(&mut rx, 3, &mut heads, &sub).await;
+    assert!(
+        heads.windows(2).all(|w| w[1] > w[0]),
+        "heads not strictly rising: {heads:?}"
+    );
 }
