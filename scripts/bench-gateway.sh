@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Gateway overhead, measured (not a test): the same fixed-answer upstream reached directly, through nginx
-# (`proxy_pass` with upstream keepalive, Debian's package) and through the ethnode gateway, loaded by wrk
-# with a Lua POST script on loopback: 1 connection for latency, 32 for throughput, single requests and
-# batches of 20. Prints a Markdown table. Needs wrk and nginx (apt-get install wrk nginx-light).
-# Usage: scripts/bench-gateway.sh [SECONDS per run, default 10]
+# (`proxy_pass` with upstream keepalive, Debian's package), through blutgang (crates.io) and through the
+# ethnode gateway, loaded by wrk with a Lua POST script on loopback: 1 connection for latency, 32 for
+# throughput, single requests and batches of 20; each cell the median of ROUNDS runs. Then failover under
+# load: two anvil upstreams, 200 req/s through the gateway, one anvil killed.
+# Needs wrk and nginx (apt-get install wrk nginx-light), anvil (scripts/tools.sh), and optionally
+# blutgang (cargo install blutgang; or BLUTGANG=/path/to/blutgang).
+# Usage: scripts/bench-gateway.sh [SECONDS per run, default 10] [ROUNDS, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
+rounds=${2:-3}
 for t in wrk nginx; do command -v $t >/dev/null || { echo "error: $t is needed (apt-get install wrk nginx-light)" >&2; exit 1; }; done
-cargo build --release --quiet -p ethnode-gateway --example fixed_upstream --example gateway
+blutgang=${BLUTGANG:-$(command -v blutgang || true)}
+cargo build --release --quiet -p ethnode-gateway --example fixed_upstream --example gateway --example load
 bin=target/release/examples
 work=$(mktemp -d)
 pids=()
@@ -16,7 +21,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 
 # Ports above the tests' range (20000-31999) and below the ephemeral range.
-up=32101 ngx=32102 gw=32103
+up=32101 ngx=32102 gw=32103 bg=32104
 "$bin/fixed_upstream" $up & pids+=($!)
 cat > "$work/nginx.conf" <<CONF
 worker_processes 2;
@@ -36,6 +41,45 @@ http {
 CONF
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
 "$bin/gateway" $gw "http://127.0.0.1:$up/" & pids+=($!)
+targets="direct:$up nginx:$ngx"
+if [[ -n $blutgang ]]; then
+  # Its documented example config, pointed at the same upstream; health checks off (the fixed upstream's
+  # head never moves) and its cache in the work directory.
+  cat > "$work/blutgang.toml" <<CONF
+[blutgang]
+do_clear = true
+address = "127.0.0.1:$bg"
+ma_length = 100
+sort_on_startup = false
+health_check = false
+header_check = true
+ttl = 30000
+max_retries = 2
+expected_block_time = 13000
+health_check_ttl = 400
+supress_rpc_check = true
+[admin]
+enabled = false
+address = "127.0.0.1:32105"
+readonly = true
+jwt = false
+key = ""
+[sled]
+db_path = "$work/blutgang-cache"
+mode = "HighThroughput"
+cache_capacity = 100000000
+compression = false
+print_profile = false
+flush_every_ms = 240
+[fixed]
+url = "http://127.0.0.1:$up/"
+max_consecutive = 1000000
+max_per_second = 0
+CONF
+  "$blutgang" -c "$work/blutgang.toml" >"$work/blutgang.log" 2>&1 & pids+=($!)
+  targets="$targets blutgang:$bg"
+fi
+targets="$targets gateway:$gw"
 
 single='{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}'
 batch="[$(for i in $(seq 1 20); do printf '%s{"jsonrpc":"2.0","id":%d,"method":"eth_blockNumber","params":[]}' "$([ $i -gt 1 ] && echo ,)" $i; done)]"
@@ -51,33 +95,74 @@ printf '%s' "$single" > "$work/single.json"; lua single
 printf '%s' "$batch" > "$work/batch.json"; lua batch
 
 # Ready: each target answers (the gateway once its first head poll found the upstream).
-for port in $up $ngx $gw; do
+for t in $targets; do
+  port=${t##*:} ok=
   for _ in $(seq 1 100); do
-    if curl -sf -H 'Authorization: Bearer bench' -H 'Content-Type: application/json' -d "$single" "http://127.0.0.1:$port/" | grep -q result; then break; fi
+    if curl -sf -H 'Authorization: Bearer bench' -H 'Content-Type: application/json' -d "$single" "http://127.0.0.1:$port/" | grep -q result; then ok=1; break; fi
     sleep 0.1
   done
+  [[ -n $ok ]] || { echo "error: ${t%%:*} does not answer on $port" >&2; cat "$work/blutgang.log" >&2 2>/dev/null || true; exit 1; }
 done
 
 # wrk's latency distribution line for a percentile, in microseconds.
 micro() { awk -v p="$1" '$1==p {v=$2; if (v ~ /us$/) {sub(/us/,"",v); print v} else if (v ~ /ms$/) {sub(/ms/,"",v); print v*1000} else if (v ~ /s$/) {sub(/s/,"",v); print v*1000000}}'; }
-run() { # name port body conns -> "p50 p99 rps"
+once() { # port body conns -> "p50 p99 rps"
   local out
-  out=$(wrk -t "$([ "$4" -gt 1 ] && echo 2 || echo 1)" -c "$4" -d "${secs}s" --latency -s "$work/$3.lua" "http://127.0.0.1:$2/")
+  out=$(wrk -t "$([ "$3" -gt 1 ] && echo 2 || echo 1)" -c "$3" -d "${secs}s" --latency -s "$work/$2.lua" "http://127.0.0.1:$1/")
   echo "$(echo "$out" | micro 50%) $(echo "$out" | micro 99%) $(echo "$out" | awk '/Requests\/sec/ {print $2}')"
 }
-
-echo "| request | target | p50 µs (1 conn) | p99 µs (1 conn) | added p50 | added p99 | req/s (32 conns) | × direct |"
-echo "|---|---|---|---|---|---|---|---|"
+median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
+# name port body -> "p50 p99 rps", each the median over the rounds (latency runs and throughput runs
+# interleaved across targets by the caller, so that a noisy moment does not hit one target only).
+declare -A P50 P99 RPS
 for body in single batch; do
-  read -r d50 d99 _ <<<"$(run direct $up $body 1)"
-  read -r _ _ drps <<<"$(run direct $up $body 32)"
-  for t in direct:$up nginx:$ngx gateway:$gw; do
-    name=${t%%:*} port=${t##*:}
-    read -r p50 p99 _ <<<"$(run "$name" "$port" $body 1)"
-    read -r _ _ rps <<<"$(run "$name" "$port" $body 32)"
-    awk -v b="$body" -v n="$name" -v p50="$p50" -v p99="$p99" -v d50="$d50" -v d99="$d99" -v rps="$rps" -v drps="$drps" \
-      'BEGIN { printf "| %s | %s | %.0f | %.0f | %+.0f | %+.0f | %.0f | %.2f |\n", (b=="batch"?"batch of 20":"single"), n, p50, p99, p50-d50, p99-d99, rps, rps/drps }'
+  for r in $(seq 1 "$rounds"); do
+    for t in $targets; do
+      name=${t%%:*} port=${t##*:}
+      read -r p50 p99 _ <<<"$(once "$port" $body 1)"
+      read -r _ _ rps <<<"$(once "$port" $body 32)"
+      P50[$body,$name]+="$p50 " P99[$body,$name]+="$p99 " RPS[$body,$name]+="$rps "
+    done
   done
 done
+
+echo "| request | target | p50 µs (1 conn) | p99 µs (1 conn) | added p50 | added p99 | req/s (32 conns) | × direct | × nginx |"
+echo "|---|---|---|---|---|---|---|---|---|"
+for body in single batch; do
+  med() { tr ' ' '\n' <<<"${1% }" | median; }
+  d50=$(med "${P50[$body,direct]}") d99=$(med "${P99[$body,direct]}") drps=$(med "${RPS[$body,direct]}") nrps=$(med "${RPS[$body,nginx]}")
+  for t in $targets; do
+    name=${t%%:*}
+    p50=$(med "${P50[$body,$name]}") p99=$(med "${P99[$body,$name]}") rps=$(med "${RPS[$body,$name]}")
+    if [[ -z $p50 || $p50 == 0 || -z $rps || $rps == 0 ]]; then
+      echo "| $([ $body = batch ] && echo 'batch of 20' || echo single) | $name | no answer: batches unsupported | | | | | | |"
+      continue
+    fi
+    awk -v b="$body" -v n="$name" -v p50="$p50" -v p99="$p99" -v d50="$d50" -v d99="$d99" -v rps="$rps" -v drps="$drps" -v nrps="$nrps" \
+      'BEGIN { printf "| %s | %s | %.0f | %.0f | %+.0f | %+.0f | %.0f | %.2f | %.2f |\n", (b=="batch"?"batch of 20":"single"), n, p50, p99, p50-d50, p99-d99, rps, rps/drps, rps/nrps }'
+  done
+done
+[[ -n $blutgang ]] || echo "| | blutgang | not installed (cargo install blutgang) | | | | | | |"
 echo
-echo "($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), ${secs}s per run; wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(nginx -v 2>&1 | sed 's/.*\///'))"
+echo "($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), ${secs}s per run, median of $rounds; wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(nginx -v 2>&1 | sed 's/.*\///')${blutgang:+, blutgang $("$blutgang" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)})"
+
+# Failover under load: two anvils (each answers eth_blockNumber), the gateway over both, 200 req/s for
+# 6 s, the first anvil SIGKILLed after 2 s.
+anvil=.tools/node_modules/.bin/anvil
+if [[ -x $anvil ]]; then
+  a1=32111 a2=32112 gw2=32113
+  "$anvil" --port $a1 --block-time 1 >/dev/null & a1pid=$!; pids+=($a1pid)
+  "$anvil" --port $a2 --block-time 1 >/dev/null & pids+=($!)
+  for port in $a1 $a2; do
+    for _ in $(seq 1 100); do curl -sf -H 'Content-Type: application/json' -d "$single" "http://127.0.0.1:$port/" | grep -q result && break; sleep 0.1; done
+  done
+  "$bin/gateway" $gw2 "http://127.0.0.1:$a1/" "http://127.0.0.1:$a2/" & pids+=($!)
+  for _ in $(seq 1 100); do
+    curl -sf "http://127.0.0.1:$gw2/health" | grep -q '"eligible":2' && break; sleep 0.1
+  done
+  read -r _ sent _ failed _ out <<<"$("$bin/load" "http://127.0.0.1:$gw2/v1/bench" 200 6 $a1pid 2000 "http://127.0.0.1:$a1")"
+  echo
+  echo "| failover under load (200 req/s, one of two anvils SIGKILLed) | requests | failed | killed upstream out of rotation after |"
+  echo "|---|---|---|---|"
+  echo "| gateway | $sent | $failed | ${out} ms |"
+fi

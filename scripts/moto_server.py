@@ -35,6 +35,10 @@ hook or instance is a ValidationError, as in Auto Scaling.
 default values, and ListServiceQuotas (not implemented by moto) answers the same list, as for an account
 that never changed them.
 
+10. AWS::ElasticLoadBalancingV2::LoadBalancer takes its Type (network: a Network Load Balancer, whose
+listeners speak TCP/TLS/UDP) and its LoadBalancerAttributes, as CloudFormation does; moto made every such
+resource an Application Load Balancer (so a TCP listener was refused) and dropped its attributes.
+
 Otherwise this runs moto's own server unchanged: `python scripts/moto_server.py -H 127.0.0.1 -p PORT`.
 """
 
@@ -389,6 +393,28 @@ def _list_service_quotas(self):
 
 
 _sq_responses.ServiceQuotasResponse.list_service_quotas = _list_service_quotas
+
+# --- 10. Load balancers made by CloudFormation keep their Type and attributes ---------------------------------
+from moto.elbv2 import models as _elbv2_models
+
+
+def _load_balancer_from_cloudformation(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs):
+    properties = cloudformation_json["Properties"]
+    backend = _elbv2_models.elbv2_backends[account_id][region_name]
+    balancer = backend.create_load_balancer(
+        resource_name,
+        properties.get("SecurityGroups"),
+        properties.get("Subnets"),
+        scheme=properties.get("Scheme", "internet-facing"),
+        loadbalancer_type=properties.get("Type", "application"),
+    )
+    attributes = {a["Key"]: a["Value"] for a in properties.get("LoadBalancerAttributes", [])}
+    if attributes:
+        backend.modify_load_balancer_attributes(balancer.arn, attributes)
+    return balancer
+
+
+_elbv2_models.FakeLoadBalancer.create_from_cloudformation_json = classmethod(_load_balancer_from_cloudformation)
 
 if __name__ == "__main__":
     main()

@@ -115,7 +115,7 @@ impl Dns {
         Ok(out)
     }
 
-    /// Deletes every record set of the zone but its own NS and SOA, so that the zone can be deleted
+    /// Deletes every record set of the zone but its own NS and SOA and the stack's alias records, so that the zone can be deleted
     /// (Route53 refuses to delete a zone with other records: HostedZoneNotEmpty). Returns how many.
     pub async fn purge_zone(&self, zone: &str) -> Result<usize, DnsError> {
         let fail = |message: String| DnsError {
@@ -158,7 +158,9 @@ impl Dns {
                     .trim_end_matches('.')
                     .eq_ignore_ascii_case(apex.trim_end_matches('.'))
                     && matches!(set.r#type(), RrType::Ns | RrType::Soa);
-                if !apex_ns_soa {
+                // Alias records are the stack's own (the gateway's name): CloudFormation deletes them
+                // with the stack, before the zone. The nodes register plain A records only.
+                if !apex_ns_soa && set.alias_target().is_none() {
                     doomed.push(set.clone());
                 }
             }

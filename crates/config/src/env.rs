@@ -4,12 +4,14 @@ use crate::{CONFIG_ENV, Config, ConfigError};
 use toml::{Table, Value};
 
 /// Variables with the prefix that are not config keys.
-/// `ETHNODE_GATEWAY_KEYS` holds `ethnode gateway`'s plain keys (its `--key`), not `gateway.keys` (hashes).
+/// `ETHNODE_GATEWAY_KEYS` and `ETHNODE_GATEWAY_KEY_HASHES` are `ethnode gateway`'s `--key` and
+/// `--key-sha256`, not config keys (`gateway.keys` is a list of tables).
 const RESERVED: &[&str] = &[
     CONFIG_ENV,
     "ETHNODE_LOG",
     "ETHNODE_LOG_FORMAT",
     "ETHNODE_GATEWAY_KEYS",
+    "ETHNODE_GATEWAY_KEY_HASHES",
 ];
 
 /// Applies every `ETHNODE_*` variable in `vars` to `config`.

@@ -640,6 +640,8 @@ pub struct DeploySection {
     pub image: Option<String>,
     /// Optional EC2 key pair; Session Manager is the default way in.
     pub key_name: Option<String>,
+    /// Run `ethnode gateway` beside each node behind an internal load balancer (gateway.DNS_NAME:8547).
+    pub gateway: bool,
     /// Days to keep logs.
     pub log_retention_days: u32,
     /// CloudWatch alarms and their SNS topic.
@@ -670,6 +672,7 @@ impl Default for DeploySection {
             node_count: 1,
             image: None,
             key_name: None,
+            gateway: true,
             log_retention_days: 30,
             enable_alarms: true,
             monitor_code_bucket: None,

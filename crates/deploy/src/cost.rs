@@ -54,6 +54,20 @@ pub struct OtherPrices {
     pub log_ingest_gb: f64,
     pub hosted_zone_month: f64,
     pub alarm_month: f64,
+    /// Network Load Balancer, per hour (the gateway's; default: us-east-1's list price).
+    #[serde(default = "nlb_hour")]
+    pub nlb_hour: f64,
+    /// Network Load Balancer capacity unit (NLCU), per hour.
+    #[serde(default = "nlb_lcu_hour")]
+    pub nlb_lcu_hour: f64,
+}
+
+fn nlb_hour() -> f64 {
+    0.0225
+}
+
+fn nlb_lcu_hour() -> f64 {
+    0.006
 }
 
 /// Usage assumptions.
@@ -283,6 +297,17 @@ pub fn estimate(
         a.log_gb_month * o.log_ingest_gb,
     );
     line("DNS zone", "1 hosted zone".into(), o.hosted_zone_month);
+    if d.gateway {
+        // One NLCU (25 new connections/s, 3,000 active, or 1 GB an hour) covers a team's keepalive clients.
+        line(
+            "gateway load balancer",
+            format!(
+                "internal NLB at ${}/h + 1 NLCU at ${}/h × {} h (the gateways run beside the nodes: no extra compute)",
+                o.nlb_hour, o.nlb_lcu_hour, table.hours_per_month
+            ),
+            (o.nlb_hour + o.nlb_lcu_hour) * table.hours_per_month,
+        );
+    }
     if d.enable_alarms {
         line(
             "alarms",

@@ -83,18 +83,24 @@ mod tests {
         assert_eq!(rules_from("CidrIp: 0.0.0.0/0"), p2p);
         assert_eq!(rules_from("CidrIpv6: \"::/0\""), p2p);
         let from_access = rules_from("SourceSecurityGroupId: !Ref AccessSecurityGroup");
-        let rpc: BTreeSet<(String, u16)> = [8545, 8546, 8555]
+        // The nodes' RPC and agent API, and the gateway's load balancer (its own group).
+        let rpc: BTreeSet<(String, u16)> = [8545, 8546, 8555, 8547]
             .into_iter()
             .map(|n| ("tcp".to_string(), n))
             .collect();
         assert_eq!(from_access, rpc);
+        // The nodes take the gateway port from the load balancer's group only, which sends nowhere else.
+        assert!(TEMPLATE.contains("      FromPort: 8547\n      ToPort: 8547\n      SourceSecurityGroupId: !Ref GatewayLoadBalancerSecurityGroup"));
+        assert!(TEMPLATE.contains(
+            "FromPort: 8547, ToPort: 8547, DestinationSecurityGroupId: !Ref NodeSecurityGroup"
+        ));
         let all_rules = TEMPLATE
             .lines()
             .filter(|l| l.contains("IpProtocol:"))
             .count();
         assert_eq!(
             all_rules,
-            2 * p2p.len() + rpc.len(),
+            2 * p2p.len() + rpc.len() + 2,
             "an ingress rule of another kind crept in"
         );
         // Nodes reach each other's agent (automatic snapshots) by being in the access group themselves.

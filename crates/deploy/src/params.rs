@@ -246,6 +246,17 @@ impl StackParams {
             ("KeyName", d.key_name.clone().unwrap_or_default()),
             ("LogRetentionDays", d.log_retention_days.to_string()),
             ("EnableAlarms", d.enable_alarms.to_string()),
+            ("EnableGateway", d.gateway.to_string()),
+            (
+                "GatewayKeyHashes",
+                config
+                    .gateway
+                    .keys
+                    .iter()
+                    .map(|k| k.sha256.to_ascii_lowercase())
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
             (
                 "MonitorCodeBucket",
                 d.monitor_code_bucket.clone().unwrap_or_default(),

@@ -23,6 +23,30 @@ pub struct Rate {
     pub burst: f64,
 }
 
+/// Why a caller's requests are refused now.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Limited {
+    /// The bucket is short: this many seconds until it is not.
+    Wait(f64),
+    /// More requests at once (a batch) than the burst: split it into batches of at most this.
+    OverBurst(u64),
+}
+
+impl Limited {
+    /// What to tell the caller.
+    pub fn message(&self) -> String {
+        match self {
+            Limited::Wait(s) => format!(
+                "rate limit of this key reached: retry after {} s, or ask for a higher limit",
+                s.ceil().max(1.0)
+            ),
+            Limited::OverBurst(b) => format!(
+                "this batch is larger than this key's burst of {b} requests: split it into batches of at most {b}"
+            ),
+        }
+    }
+}
+
 /// What one key may do.
 #[derive(Debug, Clone)]
 pub struct KeyRules {
@@ -63,12 +87,16 @@ impl Caller {
         }
     }
 
-    /// Takes `n` tokens; `Err(seconds until they are there)` when the bucket is short.
-    pub fn take(&self, n: usize) -> Result<(), f64> {
+    /// Takes `n` tokens, or says why not.
+    pub fn take(&self, n: usize) -> Result<(), Limited> {
         let Some(rate) = self.rate else {
             return Ok(());
         };
         let n = n as f64;
+        if n > rate.burst {
+            // Never there at once, however long the caller waits.
+            return Err(Limited::OverBurst(rate.burst as u64));
+        }
         let mut b = self
             .bucket
             .lock()
@@ -81,7 +109,7 @@ impl Caller {
             Ok(())
         } else {
             b.0 = tokens;
-            Err(((n - tokens) / rate.per_sec).max(0.001))
+            Err(Limited::Wait(((n - tokens) / rate.per_sec).max(0.001)))
         }
     }
 
@@ -153,12 +181,16 @@ mod tests {
             None,
         );
         assert!(c.take(3).is_ok());
-        let wait = c.take(1).unwrap_err();
+        let Err(Limited::Wait(wait)) = c.take(1) else {
+            panic!("the burst is spent")
+        };
         assert!(wait > 0.0 && wait <= 0.1, "{wait}");
-        assert!(
-            c.take(100).is_err(),
+        assert_eq!(
+            c.take(100),
+            Err(Limited::OverBurst(3)),
             "more than the burst is never there at once"
         );
+        assert!(Limited::OverBurst(3).message().contains("at most 3"));
     }
 
     #[test]

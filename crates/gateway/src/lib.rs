@@ -85,16 +85,11 @@ pub fn start(o: &Options) -> Result<Arc<Shared>, Error> {
             )?));
         }
     }
-    let names = upstreams
-        .iter()
-        .map(|u| &*Box::leak(u.name.clone().into_boxed_str()))
-        .collect();
     Ok(Arc::new(Shared {
         pool: Pool::new(upstreams, o.rules),
         policy: o.policy.clone(),
         access: Access::new(o.keys.clone(), o.default_rate),
         metrics: metrics::Metrics::new(),
-        names,
     }))
 }
 

@@ -158,9 +158,9 @@ impl Metrics {
     }
 
     /// Sets the upstream gauges from a snapshot.
-    pub fn upstreams(&self, names: &[&'static str], s: &crate::pool::Snapshot) {
-        for (i, &upstream) in names.iter().enumerate() {
-            let l = UpstreamLabel { upstream };
+    pub fn upstreams(&self, s: &crate::pool::Snapshot) {
+        for (i, u) in s.upstreams.iter().enumerate() {
+            let l = UpstreamLabel { upstream: u.label };
             let head = s.heads.get(i).copied().flatten().unwrap_or(0);
             self.head
                 .get_or_create(&l)

@@ -21,6 +21,11 @@ use tokio::sync::watch;
 pub struct Upstream {
     /// Its URL without path or query (they may hold a key): for logs, metrics and the debug header.
     pub name: String,
+    /// The same, fixed for the process: a metrics label that costs no allocation. Upstreams are few and
+    /// change only when nodes are replaced, so what this leaks stays small.
+    pub label: &'static str,
+    /// The URL as configured (it may hold a key: never logged), to tell upstreams apart.
+    url: String,
     /// Where requests go.
     pub uri: hyper::Uri,
     /// Its WebSocket URL (subscriptions).
@@ -32,6 +37,8 @@ pub struct Upstream {
     tracked: watch::Receiver<Tracked>,
     /// Requests it answered.
     pub served: AtomicU64,
+    /// When a request last found it unreachable.
+    failed_at: std::sync::Mutex<Option<Instant>>,
     _task: tokio::task::JoinHandle<()>,
 }
 
@@ -83,20 +90,43 @@ impl Upstream {
         let client = ethnode_chain::client(url, timeout).map_err(bad)?;
         let (tracked, task) = ethnode_chain::track(client, every);
         Ok(Self {
+            label: Box::leak(name.clone().into_boxed_str()),
             name,
+            url: url.to_owned(),
             uri,
             ws,
             fallback,
             poll: every,
             tracked,
             served: AtomicU64::new(0),
+            failed_at: std::sync::Mutex::new(None),
             _task: task,
         })
     }
 
-    /// What is known of it now.
+    /// What is known of it now: a request that found it unreachable since its last answered head poll
+    /// makes it unhealthy at once, not a poll later (a dead node must stop getting first attempts within
+    /// the 100 ms of a snapshot refresh); its next answered poll makes it healthy again.
     pub fn tracked(&self) -> Tracked {
-        self.tracked.borrow().clone()
+        let mut t = self.tracked.borrow().clone();
+        let failed = *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(f) = failed
+            && t.seen_at.is_none_or(|seen| seen < f)
+        {
+            t.healthy = false;
+        }
+        t
+    }
+
+    /// A request could not reach it (connection refused or reset; not a slow answer).
+    pub fn mark_unreachable(&self) {
+        *self
+            .failed_at
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
     }
 }
 
@@ -112,14 +142,23 @@ pub struct Rules {
 }
 
 /// Who may serve, as of the last refresh.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
+    /// The upstreams it judged (indexes below are into this list).
+    pub upstreams: Arc<[Arc<Upstream>]>,
     /// The served tip: `latest` means this block.
     pub tip: Option<u64>,
     /// The upstreams that may serve (primaries, or fallbacks when no primary may), by index.
     pub eligible: Vec<usize>,
     /// Each upstream's head when it is fresh (lagging or not); `None` when unknown or stale.
     pub heads: Vec<Option<u64>>,
+}
+
+impl PartialEq for Snapshot {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.upstreams, &o.upstreams)
+            && (self.tip, &self.eligible, &self.heads) == (o.tip, &o.eligible, &o.heads)
+    }
 }
 
 /// One upstream as routing sees it: fallback or not, its poll interval, what is known of it.
@@ -141,7 +180,13 @@ fn tip(heads: &[u64], lag: u64) -> Option<u64> {
     heads
         .iter()
         .copied()
-        .filter(|&h| heads.iter().filter(|&&o| o + lag >= h).count() >= quorum)
+        .filter(|&h| {
+            heads
+                .iter()
+                .filter(|&&o| o.saturating_add(lag) >= h)
+                .count()
+                >= quorum
+        })
         .max()
 }
 
@@ -168,9 +213,12 @@ pub fn judge(views: &[View], rules: &Rules, now: Instant, unix: u64) -> Snapshot
         if let Some(tip) = tip(&numbers, rules.max_lag_blocks) {
             let eligible = group
                 .into_iter()
-                .filter(|&i| heads[i].is_some_and(|h| h + rules.max_lag_blocks >= tip))
+                .filter(|&i| {
+                    heads[i].is_some_and(|h| h.saturating_add(rules.max_lag_blocks) >= tip)
+                })
                 .collect();
             return Snapshot {
+                upstreams: Arc::from(Vec::new()),
                 tip: Some(tip),
                 eligible,
                 heads,
@@ -178,6 +226,7 @@ pub fn judge(views: &[View], rules: &Rules, now: Instant, unix: u64) -> Snapshot
         }
     }
     Snapshot {
+        upstreams: Arc::from(Vec::new()),
         tip: None,
         eligible: Vec::new(),
         heads,
@@ -187,7 +236,7 @@ pub fn judge(views: &[View], rules: &Rules, now: Instant, unix: u64) -> Snapshot
 /// The upstreams.
 #[derive(Debug)]
 pub struct Pool {
-    upstreams: Vec<Arc<Upstream>>,
+    list: Arc<std::sync::RwLock<Arc<[Arc<Upstream>]>>>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     next: AtomicUsize,
     _task: tokio::task::JoinHandle<()>,
@@ -203,16 +252,23 @@ impl Pool {
     /// A pool over these upstreams; their snapshot is refreshed every 100 ms.
     pub fn new(upstreams: Vec<Arc<Upstream>>, rules: Rules) -> Self {
         let (tx, snapshot) = watch::channel(Arc::new(Snapshot::default()));
-        let watched = upstreams.clone();
+        let list: Arc<std::sync::RwLock<Arc<[Arc<Upstream>]>>> =
+            Arc::new(std::sync::RwLock::new(Arc::from(upstreams)));
+        let watched = list.clone();
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tick.tick().await;
-                let views: Vec<View> = watched
+                let upstreams = watched
+                    .read()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone();
+                let views: Vec<View> = upstreams
                     .iter()
                     .map(|u| (u.fallback, u.poll, u.tracked()))
                     .collect();
-                let s = judge(&views, &rules, Instant::now(), unix_now());
+                let mut s = judge(&views, &rules, Instant::now(), unix_now());
+                s.upstreams = upstreams;
                 tx.send_if_modified(|old| {
                     let changed = **old != s;
                     if changed {
@@ -226,16 +282,43 @@ impl Pool {
             }
         });
         Self {
-            upstreams,
+            list,
             snapshot,
             next: AtomicUsize::new(0),
             _task: task,
         }
     }
 
-    /// Every upstream.
-    pub fn upstreams(&self) -> &[Arc<Upstream>] {
-        &self.upstreams
+    /// Every upstream now.
+    pub fn upstreams(&self) -> Arc<[Arc<Upstream>]> {
+        self.list
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the primaries with `urls` (nodes replaced behind a DNS name): upstreams still listed
+    /// keep their tracker and what it knows; fallbacks stay.
+    pub fn set_primaries(
+        &self,
+        urls: &[String],
+        every: Duration,
+        timeout: Duration,
+    ) -> Result<(), BadUrl> {
+        let old = self.upstreams();
+        let mut next: Vec<Arc<Upstream>> = Vec::new();
+        for url in urls {
+            match old.iter().find(|u| !u.fallback && u.url == *url) {
+                Some(u) => next.push(u.clone()),
+                None => next.push(Arc::new(Upstream::new(url, false, every, timeout)?)),
+            }
+        }
+        next.extend(old.iter().filter(|u| u.fallback).cloned());
+        *self
+            .list
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::from(next);
+        Ok(())
     }
 
     /// The last snapshot.
@@ -264,8 +347,8 @@ impl Pool {
             .collect();
         if need.is_some() {
             out.extend(
-                (0..self.upstreams.len())
-                    .filter(|&i| !self.upstreams[i].fallback && !s.eligible.contains(&i) && has(i)),
+                (0..s.upstreams.len())
+                    .filter(|&i| !s.upstreams[i].fallback && !s.eligible.contains(&i) && has(i)),
             );
         }
         out

@@ -11,8 +11,9 @@ use serde_json::value::RawValue;
 pub enum Kind {
     /// Returned as it comes.
     Plain,
-    /// A lookup by hash: `null` from one upstream is asked of the others.
-    ByHash,
+    /// A lookup (by hash, or of a block past the served tip): `null` from one upstream may only mean
+    /// "not here yet", so the others are asked.
+    Lookup,
     /// `eth_blockNumber`: never lower than what this caller was told before.
     BlockNumber,
     /// `eth_sendRawTransaction`: "already known" is success; may be broadcast.
@@ -24,12 +25,16 @@ pub enum Kind {
 /// A request, ready to route.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Plan {
-    /// The request as it goes upstream when it was rewritten; `None`: as sent.
-    pub rewritten: Option<String>,
+    /// Its params as they go upstream when they were rewritten; `None`: as sent.
+    pub params: Option<String>,
     /// The block it reads: only an upstream whose head is at least this has it.
     pub need: Option<u64>,
     /// How its answer is handled.
     pub kind: Kind,
+    /// A block past the served tip (heads are a poll old) that the upstream must show it has before it
+    /// is asked: for `eth_getLogs`, whose empty answer from an upstream short of the range looks like
+    /// "no logs".
+    pub confirm: Option<u64>,
 }
 
 /// Where the block parameter is, for the methods that take one.
@@ -92,6 +97,11 @@ fn block(raw: &RawValue, tip: Option<u64>) -> Result<Block, String> {
             ..Block::default()
         },
         Ok(B::Tag("earliest" | "safe" | "finalized")) => Block::default(),
+        // A block hash given bare (geth and reth take one where a block is asked for).
+        Ok(B::Tag(h)) if h.len() == 66 && h.starts_with("0x") => Block {
+            by_hash: true,
+            ..Block::default()
+        },
         Ok(B::Tag(n)) => Block {
             need: Some(number(n).ok_or_else(|| {
                 format!("invalid block {n}: give a 0x-hex number, latest, pending, safe, finalized or earliest")
@@ -135,13 +145,14 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         | "eth_getTransactionByHash"
         | "eth_getTransactionReceipt"
         | "eth_getTransactionByBlockHashAndIndex"
-        | "eth_getUncleByBlockHashAndIndex" => Kind::ByHash,
+        | "eth_getUncleByBlockHashAndIndex" => Kind::Lookup,
         _ => Kind::Plain,
     };
     let plain = Plan {
-        rewritten: None,
+        params: None,
         need: None,
         kind,
+        confirm: None,
     };
     if m == "eth_getLogs" {
         return logs(call, tip);
@@ -162,8 +173,15 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         },
         None => return Ok(plain),
     };
-    let kind = if b.by_hash { Kind::ByHash } else { kind };
-    let rewritten = match &b.rewrite {
+    // A block past the tip may be out already (the tip is a poll old): `null` from one upstream is asked
+    // of the others.
+    let past_tip = matches!((b.need, tip), (Some(n), Some(t)) if n > t);
+    let kind = if b.by_hash || (past_tip && kind == Kind::Plain) {
+        Kind::Lookup
+    } else {
+        kind
+    };
+    let params_text = match &b.rewrite {
         Some(r) => {
             let pinned =
                 RawValue::from_string(r.clone()).map_err(|e| invalid(call, &e.to_string()))?;
@@ -172,15 +190,15 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
             } else {
                 params.push(&pinned);
             }
-            let text = serde_json::to_string(&params).map_err(|e| invalid(call, &e.to_string()))?;
-            Some(call.to_json(Some(&text)))
+            Some(serde_json::to_string(&params).map_err(|e| invalid(call, &e.to_string()))?)
         }
         None => None,
     };
     Ok(Plan {
-        rewritten,
+        params: params_text,
         need: b.need,
         kind,
+        confirm: None,
     })
 }
 
@@ -188,9 +206,10 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
 /// upstream whose head is short of the range never answers it (its empty list would look like "no logs").
 fn logs(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
     let plain = Plan {
-        rewritten: None,
+        params: None,
         need: None,
         kind: Kind::Plain,
+        confirm: None,
     };
     let Some(params) = call.positional() else {
         return Ok(plain);
@@ -205,7 +224,7 @@ fn logs(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
     };
     if f.contains_key("blockHash") {
         return Ok(Plan {
-            kind: Kind::ByHash,
+            kind: Kind::Lookup,
             ..plain
         });
     }
@@ -226,28 +245,22 @@ fn logs(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         }
         need = need.max(b.need);
     }
-    if let (Some(n), Some(t)) = (need, tip)
-        && n > t
-    {
-        return Err(rpc::error(
-            call.id.as_deref(),
-            rpc::INVALID_PARAMS,
-            &format!(
-                "eth_getLogs: the range reaches block {n}, past the chain head {t} (an upstream would answer an empty list): ask up to {t}, or again when block {n} is out"
-            ),
-        ));
-    }
+    let confirm = match (need, tip) {
+        (Some(n), Some(t)) if n > t => Some(n),
+        _ => None,
+    };
     let rewritten = if changed {
         let mut rest: Vec<String> = params[1..].iter().map(|p| p.get().to_owned()).collect();
         rest.insert(0, serde_json::Value::Object(f).to_string());
-        Some(call.to_json(Some(&format!("[{}]", rest.join(",")))))
+        Some(format!("[{}]", rest.join(",")))
     } else {
         None
     };
     Ok(Plan {
-        rewritten,
+        params: rewritten,
         need,
         kind: Kind::Plain,
+        confirm,
     })
 }
 
@@ -265,7 +278,7 @@ mod tests {
     }
 
     fn params(p: &Plan) -> Value {
-        serde_json::from_str::<Value>(p.rewritten.as_deref().unwrap()).unwrap()["params"].clone()
+        serde_json::from_str::<Value>(p.params.as_deref().unwrap()).unwrap()
     }
 
     #[test]
@@ -282,11 +295,27 @@ mod tests {
             json!({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x5", false]}),
         );
         let p = plan(&c, Some(0x20)).unwrap();
-        assert_eq!((p.rewritten, p.need), (None, Some(5)));
+        assert_eq!((p.params, p.need), (None, Some(5)));
+        let c = call(
+            json!({"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x21", false]}),
+        );
+        assert_eq!(
+            plan(&c, Some(0x20)).unwrap().kind,
+            Kind::Lookup,
+            "past the tip: null is asked elsewhere"
+        );
+        let hash = format!("0x{}", "ab".repeat(32));
+        let c =
+            call(json!({"jsonrpc":"2.0","id":1,"method":"eth_getBlockReceipts","params":[hash]}));
+        assert_eq!(
+            plan(&c, Some(0x20)).unwrap().kind,
+            Kind::Lookup,
+            "a bare block hash"
+        );
         let c = call(
             json!({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xab",{"blockHash":"0x01"}]}),
         );
-        assert_eq!(plan(&c, Some(0x20)).unwrap().kind, Kind::ByHash);
+        assert_eq!(plan(&c, Some(0x20)).unwrap().kind, Kind::Lookup);
         let c = call(
             json!({"jsonrpc":"2.0","id":1,"method":"eth_getBalance","params":["0xab","0xzz"]}),
         );
@@ -295,7 +324,7 @@ mod tests {
     }
 
     #[test]
-    fn get_logs_ranges_are_pinned_and_refused_past_the_tip() {
+    fn get_logs_ranges_are_pinned_and_confirmed_past_the_tip() {
         let c = call(
             json!({"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0x10","address":"0xab"}]}),
         );
@@ -320,6 +349,6 @@ mod tests {
         let c = call(
             json!({"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"blockHash":"0x01"}]}),
         );
-        assert_eq!(plan(&c, Some(0x20)).unwrap().kind, Kind::ByHash);
+        assert_eq!(plan(&c, Some(0x20)).unwrap().kind, Kind::Lookup);
     }
 }

@@ -48,13 +48,18 @@ impl Call {
 
     /// The request as JSON text, with `params` replaced when given.
     pub fn to_json(&self, params: Option<&str>) -> String {
+        self.to_json_as(self.id.as_deref().map(RawValue::get), params)
+    }
+
+    /// The request as JSON text under another id (`None`: a notification), `params` replaced when given.
+    pub fn to_json_as(&self, id: Option<&str>, params: Option<&str>) -> String {
         let params = params.or(self.params.as_deref().map(RawValue::get));
         let method = Value::String(self.method.clone());
         let mut s = String::with_capacity(64 + params.map_or(0, str::len));
         s.push_str(r#"{"jsonrpc":"2.0","#);
-        if let Some(id) = &self.id {
+        if let Some(id) = id {
             s.push_str(r#""id":"#);
-            s.push_str(id.get());
+            s.push_str(id);
             s.push(',');
         }
         s.push_str(r#""method":"#);
@@ -224,6 +229,26 @@ pub fn parse(body: &[u8], max_batch: usize) -> Result<Incoming, String> {
         return Ok(Incoming::Batch(items.into_iter().map(call).collect()));
     }
     call(raw).map(Incoming::Single)
+}
+
+/// An upstream's answer given another id (the caller's), as JSON text; `None` if it is not an answer.
+pub fn with_id(answer: &str, id: Option<&RawValue>) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Parts<'a> {
+        #[serde(borrow, default)]
+        result: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        error: Option<&'a RawValue>,
+    }
+    let p: Parts = serde_json::from_str(answer).ok()?;
+    let id = id.map_or("null", RawValue::get);
+    Some(match (p.error, p.result) {
+        (Some(e), _) => format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, e.get()),
+        (None, r) => format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#,
+            r.map_or("null", RawValue::get)
+        ),
+    })
 }
 
 /// An upstream's answer to one request.

@@ -2,9 +2,9 @@
 //! the answer from an upstream that has what it asks: retried once elsewhere on transport failure or
 //! timeout, and on every other upstream that has the block when one answers "not found".
 
-use crate::access::Caller;
+use crate::access::{Caller, Limited};
 use crate::metrics::{self, Metrics, RequestLabels};
-use crate::pool::{Pool, Snapshot};
+use crate::pool::{Pool, Snapshot, Upstream};
 use crate::route::{self, Kind, Plan};
 use crate::rpc::{self, Answer, Call, Incoming};
 use axum::body::Bytes;
@@ -69,8 +69,6 @@ pub struct Shared {
     pub access: crate::access::Access,
     /// Metrics.
     pub metrics: Metrics,
-    /// Upstream names as metric labels.
-    pub names: Vec<&'static str>,
 }
 
 type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -137,9 +135,16 @@ async fn health(State(w): State<Arc<Worker>>) -> Response {
     }
 }
 
-async fn metrics_text(State(w): State<Arc<Worker>>) -> Response {
+async fn metrics_text(State(w): State<Arc<Worker>>, headers: HeaderMap) -> Response {
+    // Key names and upstream hosts: for key holders only, when there are keys.
+    if w.shared.access.needs_key() && w.shared.access.caller(bearer(&headers)).is_none() {
+        return refuse(
+            StatusCode::UNAUTHORIZED,
+            "metrics need an API key: send `Authorization: Bearer KEY`",
+        );
+    }
     let s = w.shared.pool.snapshot();
-    w.shared.metrics.upstreams(&w.shared.names, &s);
+    w.shared.metrics.upstreams(&s);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         w.shared.metrics.render(),
@@ -229,12 +234,13 @@ fn ws(
             "missing or unknown API key: send `Authorization: Bearer KEY` or connect to /v1/KEY",
         );
     };
-    if let Err(why) = crate::ws::admit(&caller, s.policy.max_sockets_per_key) {
-        return refuse(StatusCode::TOO_MANY_REQUESTS, &why);
-    }
+    let counted = match crate::ws::admit(&caller, s.policy.max_sockets_per_key) {
+        Ok(c) => c,
+        Err(why) => return refuse(StatusCode::TOO_MANY_REQUESTS, &why),
+    };
     upgrade
         .max_message_size(s.policy.max_body_bytes)
-        .on_upgrade(move |socket| crate::ws::session(w, caller, socket))
+        .on_upgrade(move |socket| crate::ws::session(w, caller, socket, counted))
 }
 
 /// One request's answer as text, for a WebSocket (`None` for a notification).
@@ -243,18 +249,48 @@ pub(crate) async fn one_answer(w: &Worker, caller: &Caller, call: &Call) -> Opti
     a.text.map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
+/// The answer to requests refused by the rate limit: an error for each, under its id (none for
+/// notifications); each counted as `limited`.
+pub(crate) fn limited(
+    w: &Worker,
+    caller: &Caller,
+    incoming: &Incoming,
+    why: Limited,
+    started: Instant,
+) -> Option<String> {
+    let refused = Answered {
+        text: None,
+        upstream: None,
+        outcome: "limited",
+    };
+    let message = why.message();
+    let one = |c: &Call| {
+        count(w, caller, &c.method, &refused, started);
+        (!c.is_notification()).then(|| rpc::error(c.id.as_deref(), rpc::LIMIT_EXCEEDED, &message))
+    };
+    match incoming {
+        Incoming::Single(c) => one(c),
+        Incoming::Batch(items) => {
+            let each: Vec<String> = items
+                .iter()
+                .filter_map(|i| match i {
+                    Ok(c) => one(c),
+                    Err(e) => Some(e.clone()),
+                })
+                .collect();
+            (!each.is_empty()).then(|| format!("[{}]", each.join(",")))
+        }
+    }
+}
+
 /// A batch's answer as text, for a WebSocket (`None` when all were notifications).
 pub(crate) async fn batch_answer(
     w: &Worker,
     caller: &Caller,
     items: Vec<Result<Call, String>>,
 ) -> Option<String> {
-    if caller.take(items.len()).is_err() {
-        return Some(rpc::error(
-            None,
-            rpc::LIMIT_EXCEEDED,
-            "rate limit of this key reached: retry shortly",
-        ));
+    if let Err(why) = caller.take(items.len()) {
+        return limited(w, caller, &Incoming::Batch(items), why, Instant::now());
     }
     let (answers, _) = batch(w, caller, items, Instant::now()).await;
     if answers.is_empty() {
@@ -268,7 +304,7 @@ pub(crate) async fn batch_answer(
 /// One answer: its text (none for a notification), the upstream that gave it, the outcome label.
 struct Answered {
     text: Option<Bytes>,
-    upstream: Option<usize>,
+    upstream: Option<&'static str>,
     outcome: &'static str,
 }
 
@@ -297,35 +333,17 @@ async fn handle(
         Incoming::Single(_) => 1,
         Incoming::Batch(items) => items.len(),
     };
-    if let Err(wait) = caller.take(n) {
-        let limited = Answered {
-            text: None,
-            upstream: None,
-            outcome: "limited",
-        };
-        match &incoming {
-            Incoming::Single(c) => count(w, &caller, &c.method, &limited, started),
-            Incoming::Batch(items) => {
-                for c in items.iter().flatten() {
-                    count(w, &caller, &c.method, &limited, started);
-                }
-            }
-        }
+    if let Err(why) = caller.take(n) {
         let addr = client_addr(peer, headers, &s.policy.trusted_proxies);
         tracing::info!(key = caller.name, %addr, "refused: rate limit");
-        let secs = wait.ceil().max(1.0) as u64;
-        let mut r = json(
-            StatusCode::TOO_MANY_REQUESTS,
-            rpc::error(
-                None,
-                rpc::LIMIT_EXCEEDED,
-                &format!(
-                    "rate limit of this key reached: retry after {secs} s, or ask for a higher limit"
-                ),
-            ),
-        );
-        r.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        let text = limited(w, &caller, &incoming, why, started).unwrap_or_default();
+        let mut r = json(StatusCode::TOO_MANY_REQUESTS, text);
+        if let Limited::Wait(secs) = why {
+            r.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(secs.ceil().max(1.0) as u64),
+            );
+        }
         return r;
     }
     match incoming {
@@ -362,10 +380,10 @@ async fn handle(
     }
 }
 
-fn with_upstream(w: &Worker, mut r: Response, upstream: Option<usize>) -> Response {
+fn with_upstream(w: &Worker, mut r: Response, upstream: Option<&'static str>) -> Response {
     if w.shared.policy.debug_header
-        && let Some(i) = upstream
-        && let Ok(v) = HeaderValue::from_str(w.shared.names[i])
+        && let Some(name) = upstream
+        && let Ok(v) = HeaderValue::from_str(name)
     {
         r.headers_mut().insert("x-ethnode-upstream", v);
     }
@@ -403,7 +421,7 @@ fn count(w: &Worker, caller: &Caller, method: &str, a: &Answered, started: Insta
         RequestLabels {
             method: metrics::method_label(method),
             key: caller.name,
-            upstream: a.upstream.map_or("none", |i| w.shared.names[i]),
+            upstream: a.upstream.unwrap_or("none"),
             outcome: a.outcome,
         },
         started.elapsed().as_secs_f64(),
@@ -441,28 +459,40 @@ async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -
         Ok(p) => p,
         Err(e) => return done(e, "refused"),
     };
-    let body = match (&plan.rewritten, body) {
-        (Some(r), _) => Bytes::from(r.clone()),
+    let body = match (&plan.params, body) {
+        (Some(p), _) => Bytes::from(call.to_json(Some(p))),
         (None, Some(b)) => b,
         (None, None) => Bytes::from(call.to_json(None)),
     };
-    let (got, upstream) = exchange(w, &snapshot, &plan, body).await;
-    let Some(bytes) = got else {
-        let message = if snapshot.eligible.is_empty() {
-            "no upstream is at head; retry shortly"
-        } else {
-            "the upstreams at head did not answer; retry shortly"
-        };
-        return done(
-            rpc::error(call.id.as_deref(), rpc::INTERNAL_ERROR, message),
-            "unavailable",
-        );
+    let (bytes, u) = match exchange(w, &snapshot, &plan, body).await {
+        Ok(got) => got,
+        Err(Miss::NotYet(n)) => {
+            let tip = snapshot.tip.unwrap_or(0);
+            let message = format!(
+                "{}: the range reaches block {n}, past the chain head {tip} (an upstream would answer an empty list): ask up to {tip}, or again when block {n} is out",
+                call.method
+            );
+            return done(
+                rpc::error(call.id.as_deref(), rpc::INVALID_PARAMS, &message),
+                "refused",
+            );
+        }
+        Err(Miss::Unanswered) => {
+            let message = if snapshot.eligible.is_empty() {
+                "no upstream is at head; retry shortly"
+            } else {
+                "the upstreams at head did not answer; retry shortly"
+            };
+            return done(
+                rpc::error(call.id.as_deref(), rpc::INTERNAL_ERROR, message),
+                "unavailable",
+            );
+        }
     };
-    let upstream_i = upstream.unwrap_or(0);
-    let (bytes, outcome) = finish(w, caller, call, &plan, bytes, upstream_i, &snapshot).await;
+    let (bytes, outcome) = finish(w, caller, call, &plan, bytes, &u, &snapshot).await;
     Answered {
         text: Some(bytes),
-        upstream,
+        upstream: Some(u.label),
         outcome,
     }
 }
@@ -493,7 +523,7 @@ enum Verdict {
 }
 
 fn verdict(plan: &Plan, bytes: &[u8]) -> Verdict {
-    let might_lack = plan.kind == Kind::ByHash || plan.need.is_some();
+    let might_lack = plan.kind == Kind::Lookup || plan.need.is_some();
     if !might_lack {
         return Verdict::Keep;
     }
@@ -503,9 +533,33 @@ fn verdict(plan: &Plan, bytes: &[u8]) -> Verdict {
     match (&a.error, a.result) {
         (Some(e), _) if not_here(&e.message) => Verdict::AskAnother,
         // `null` by hash: not mined yet, or not here yet.
-        (None, None) if plan.kind == Kind::ByHash => Verdict::AskAnother,
+        (None, None) if plan.kind == Kind::Lookup => Verdict::AskAnother,
         _ => Verdict::Keep,
     }
+}
+
+/// Why no upstream answered.
+enum Miss {
+    /// None could be reached, or none answered in time.
+    Unanswered,
+    /// The block to confirm is on no upstream yet.
+    NotYet(u64),
+}
+
+/// `eth_getBlockByNumber(n)` on `u` found a block.
+async fn has_block(w: &Worker, u: &Upstream, n: u64) -> bool {
+    let q = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x{n:x}",false]}}"#
+    );
+    send(w, u, Bytes::from(q))
+        .await
+        .ok()
+        .and_then(|b| {
+            serde_json::from_slice::<Answer>(&b)
+                .ok()
+                .map(|a| a.result.is_some())
+        })
+        .unwrap_or(false)
 }
 
 /// Sends to the candidates in turn: on transport failure or timeout once more elsewhere; on a "not here"
@@ -515,7 +569,7 @@ async fn exchange(
     snapshot: &Snapshot,
     plan: &Plan,
     body: Bytes,
-) -> (Option<Bytes>, Option<usize>) {
+) -> Result<(Bytes, Arc<Upstream>), Miss> {
     let s = &w.shared;
     let sticky = plan.kind == Kind::Filter;
     let mut candidates = s.pool.candidates(snapshot, plan.need, sticky);
@@ -524,21 +578,32 @@ async fn exchange(
         candidates = s.pool.candidates(snapshot, None, sticky);
     }
     let mut failures = 0;
-    let mut last: (Option<Bytes>, Option<usize>) = (None, None);
+    let mut last: Option<(Bytes, Arc<Upstream>)> = None;
+    let mut unconfirmed = false;
     for (n, &i) in candidates.iter().enumerate() {
-        match send(w, i, body.clone()).await {
+        let u = &snapshot.upstreams[i];
+        if let Some(block) = plan.confirm
+            && !has_block(w, u, block).await
+        {
+            unconfirmed = true;
+            continue;
+        }
+        match send(w, u, body.clone()).await {
             Ok(bytes) => {
                 let more = n + 1 < candidates.len();
                 if more && verdict(plan, &bytes) == Verdict::AskAnother {
-                    last = (Some(bytes), Some(i));
+                    last = Some((bytes, u.clone()));
                     continue;
                 }
-                s.pool.upstreams()[i].served.fetch_add(1, Ordering::Relaxed);
-                return (Some(bytes), Some(i));
+                u.served.fetch_add(1, Ordering::Relaxed);
+                return Ok((bytes, u.clone()));
             }
             Err(e) => {
-                tracing::warn!(upstream = s.names[i], error = %e, "upstream failed; trying another");
-                s.metrics.failover(s.names[i]);
+                if matches!(e, SendError::Transport(_)) {
+                    u.mark_unreachable();
+                }
+                tracing::warn!(upstream = u.label, error = %e, "upstream failed; trying another");
+                s.metrics.failover(u.label);
                 failures += 1;
                 if failures >= 2 {
                     break;
@@ -546,7 +611,11 @@ async fn exchange(
             }
         }
     }
-    last
+    match (last, plan.confirm) {
+        (Some(l), _) => Ok(l),
+        (None, Some(block)) if unconfirmed => Err(Miss::NotYet(block)),
+        _ => Err(Miss::Unanswered),
+    }
 }
 
 /// Why an upstream gave no answer (no URL in it: it may hold a key).
@@ -560,8 +629,7 @@ enum SendError {
     Transport(String),
 }
 
-async fn send(w: &Worker, i: usize, body: Bytes) -> Result<Bytes, SendError> {
-    let u = &w.shared.pool.upstreams()[i];
+async fn send(w: &Worker, u: &Upstream, body: Bytes) -> Result<Bytes, SendError> {
     let req = hyper::Request::post(u.uri.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))
@@ -592,7 +660,7 @@ async fn finish(
     call: &Call,
     plan: &Plan,
     bytes: Bytes,
-    upstream: usize,
+    upstream: &Arc<Upstream>,
     snapshot: &Snapshot,
 ) -> (Bytes, &'static str) {
     let Ok(a) = serde_json::from_slice::<Answer>(&bytes) else {
@@ -601,18 +669,20 @@ async fn finish(
     let outcome = if a.error.is_some() { "error" } else { "ok" };
     match plan.kind {
         Kind::BlockNumber => {
-            let Some(n) = a
+            let Some(answered) = a
                 .result
                 .and_then(|r| serde_json::from_str::<&str>(r.get()).ok())
                 .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok())
             else {
                 return (bytes, outcome);
             };
-            let told = caller.block_number(n);
-            if told == n {
+            // Never past the served tip (an upstream ahead of the others, or one that is wrong, would
+            // otherwise set what this caller is told for good; `latest` means the tip everywhere else),
+            // never below what it was told before.
+            let told = caller.block_number(snapshot.tip.map_or(answered, |t| answered.min(t)));
+            if told == answered {
                 (bytes, outcome)
             } else {
-                // This upstream is behind what the caller was told: never backwards.
                 let r = rpc::result(call.id.as_deref(), &format!("\"0x{told:x}\""));
                 (Bytes::from(r), outcome)
             }
@@ -627,6 +697,11 @@ fn tx_hash(call: &Call) -> Option<String> {
     let p = call.positional()?;
     let raw: &str = serde_json::from_str(p.first()?.get()).ok()?;
     let bytes = alloy::primitives::hex::decode(raw).ok()?;
+    // A blob transaction travels with its blobs, which its hash does not cover: not worked out here, so
+    // its "already known" answers are passed on as they are.
+    if bytes.first() == Some(&0x03) {
+        return None;
+    }
     Some(alloy::primitives::keccak256(bytes).to_string())
 }
 
@@ -635,18 +710,22 @@ async fn send_raw(
     call: &Call,
     a: Answer<'_>,
     bytes: Bytes,
-    upstream: usize,
+    upstream: &Arc<Upstream>,
     snapshot: &Snapshot,
 ) -> (Bytes, &'static str) {
     let hash = tx_hash(call);
     if w.shared.policy.broadcast && a.error.is_none() {
         let body = Bytes::from(call.to_json(None));
-        for &i in snapshot.eligible.iter().filter(|&&i| i != upstream) {
+        for &i in &snapshot.eligible {
+            let u = snapshot.upstreams[i].clone();
+            if Arc::ptr_eq(&u, upstream) {
+                continue;
+            }
             let (http, shared, body) = (w.http.clone(), w.shared.clone(), body.clone());
             tokio::spawn(async move {
                 let w = Worker { shared, http };
-                if let Err(e) = send(&w, i, body).await {
-                    tracing::info!(upstream = w.shared.names[i], error = %e, "broadcast of a raw transaction failed");
+                if let Err(e) = send(&w, &u, body).await {
+                    tracing::info!(upstream = u.label, error = %e, "broadcast of a raw transaction failed");
                 }
             });
         }
@@ -686,7 +765,7 @@ async fn batch(
     caller: &Caller,
     items: Vec<Result<Call, String>>,
     started: Instant,
-) -> (Vec<Bytes>, Option<usize>) {
+) -> (Vec<Bytes>, Option<&'static str>) {
     let s = &w.shared;
     let snapshot = s.pool.snapshot();
     let mut answers: Vec<Bytes> = Vec::new();
@@ -719,63 +798,87 @@ async fn batch(
     if go.is_empty() {
         return (answers, None);
     }
-    // Together: the highest block any of them needs; sticky if one is a filter call.
-    let need = go.iter().filter_map(|(_, p)| p.need).max();
-    let together = Plan {
-        rewritten: None,
+    // Together: the highest block any of them needs; sticky if one is a filter call. A request whose
+    // block must be confirmed first goes on its own.
+    let together: Vec<usize> = (0..go.len())
+        .filter(|&i| go[i].1.confirm.is_none())
+        .collect();
+    let need = together.iter().filter_map(|&i| go[i].1.need).max();
+    let plan = Plan {
+        params: None,
         need,
         kind: if go.iter().any(|(_, p)| p.kind == Kind::Filter) {
             Kind::Filter
         } else {
             Kind::Plain
         },
+        confirm: None,
     };
+    // Upstream, each request is asked under its index: the caller's ids may repeat, or be written in
+    // ways (`1.0`, escapes) an upstream rewrites in its answer.
     let mut body = Vec::from(&b"["[..]);
-    for (i, (c, p)) in go.iter().enumerate() {
-        if i > 0 {
+    for (n, &i) in together.iter().enumerate() {
+        let (c, p) = &go[i];
+        if n > 0 {
             body.push(b',');
         }
-        match &p.rewritten {
-            Some(r) => body.extend_from_slice(r.as_bytes()),
-            None => body.extend_from_slice(c.to_json(None).as_bytes()),
-        }
+        let index = i.to_string();
+        let id = (!c.is_notification()).then_some(index.as_str());
+        body.extend_from_slice(c.to_json_as(id, p.params.as_deref()).as_bytes());
     }
     body.push(b']');
-    let (got, upstream) = exchange(w, &snapshot, &together, Bytes::from(body)).await;
-    let upstream_answers: Vec<&RawValue> = got
+    let got = if together.is_empty() {
+        Err(Miss::Unanswered)
+    } else {
+        exchange(w, &snapshot, &plan, Bytes::from(body)).await
+    };
+    let (bytes, upstream) = match got {
+        Ok((b, u)) => (Some(b), Some(u)),
+        Err(_) => (None, None),
+    };
+    let upstream_answers: Vec<&RawValue> = bytes
         .as_deref()
         .and_then(|b| serde_json::from_slice(b).ok())
         .unwrap_or_default();
-    let mut by_id: std::collections::HashMap<&str, &RawValue> = upstream_answers
+    let mut by_index: std::collections::HashMap<usize, &RawValue> = upstream_answers
         .iter()
         .filter_map(|a| {
             let parsed: Answer = serde_json::from_str(a.get()).ok()?;
-            Some((parsed.id?.get(), *a))
+            Some((parsed.id?.get().parse().ok()?, *a))
         })
         .collect();
-    // Each answer in the order asked; those to ask again go out at once, not one after another.
-    let mine: Vec<Option<&RawValue>> = go
+    // Each answer in the order asked, under the caller's id; those to ask again go out at once, not one
+    // after another.
+    let mine: Vec<Option<String>> = go
         .iter()
-        .map(|(call, _)| call.id.as_deref().and_then(|id| by_id.remove(id.get())))
+        .enumerate()
+        .map(|(i, (call, _))| {
+            by_index
+                .remove(&i)
+                .and_then(|raw| rpc::with_id(raw.get(), call.id.as_deref()))
+        })
         .collect();
     let snapshot = &*snapshot;
+    let upstream = upstream.as_ref();
     let each = go.iter().zip(mine).map(|((call, plan), mine)| async move {
         let a = match (mine, upstream) {
-            (Some(raw), Some(u)) if verdict(plan, raw.get().as_bytes()) == Verdict::Keep => {
-                let bytes = Bytes::copy_from_slice(raw.get().as_bytes());
+            (Some(raw), Some(u)) if verdict(plan, raw.as_bytes()) == Verdict::Keep => {
+                let bytes = Bytes::from(raw);
                 let (bytes, outcome) = finish(w, caller, call, plan, bytes, u, snapshot).await;
                 Answered {
                     text: Some(bytes),
-                    upstream: Some(u),
+                    upstream: Some(u.label),
                     outcome,
                 }
             }
             // A notification the upstream took.
-            _ if call.is_notification() && upstream.is_some() => Answered {
-                text: None,
-                upstream,
-                outcome: "ok",
-            },
+            _ if call.is_notification() && upstream.is_some() && plan.confirm.is_none() => {
+                Answered {
+                    text: None,
+                    upstream: upstream.map(|u| u.label),
+                    outcome: "ok",
+                }
+            }
             // Missing, "not here", or the batch failed: on its own, everywhere it may be.
             _ => answer(w, caller, call, None).await,
         };
@@ -788,7 +891,7 @@ async fn batch(
             .into_iter()
             .flatten(),
     );
-    (answers, upstream)
+    (answers, upstream.map(|u| u.label))
 }
 
 #[cfg(test)]
@@ -818,9 +921,10 @@ mod tests {
     #[test]
     fn not_here_answers_are_asked_elsewhere_and_the_callers_faults_are_not() {
         let plan = Plan {
-            rewritten: None,
+            params: None,
             need: Some(5),
             kind: Kind::Plain,
+            confirm: None,
         };
         let e = |m: &str| {
             format!(r#"{{"jsonrpc":"2.0","id":1,"error":{{"code":-32000,"message":"{m}"}}}}"#)
@@ -838,9 +942,10 @@ mod tests {
             Verdict::Keep
         );
         let by_hash = Plan {
-            kind: Kind::ByHash,
+            kind: Kind::Lookup,
             need: None,
-            rewritten: None,
+            params: None,
+            confirm: None,
         };
         assert_eq!(
             verdict(&by_hash, br#"{"jsonrpc":"2.0","id":1,"result":null}"#),

@@ -30,6 +30,14 @@ pub(crate) struct GatewayArgs {
         hide_env_values = true
     )]
     keys: Vec<String>,
+    /// An API key's SHA-256 (64 hex digits; `printf %s KEY | sha256sum`), for where the plain key should
+    /// not be stored (the stack's parameters); repeatable, or ETHNODE_GATEWAY_KEY_HASHES comma-separated.
+    #[arg(
+        long = "key-sha256",
+        env = "ETHNODE_GATEWAY_KEY_HASHES",
+        value_delimiter = ','
+    )]
+    key_hashes: Vec<String>,
     /// Requests per second per key, with an optional burst: `50` or `50:200` [config:
     /// gateway.rate_per_sec, gateway.burst; default unlimited].
     #[arg(long, value_parser = parse_rate)]
@@ -93,6 +101,20 @@ fn rate(per_sec: Option<f64>, burst: Option<u32>) -> Option<ethnode_gateway::Rat
     })
 }
 
+/// Node URLs from DNS with their WebSocket URL: the nodes serve WebSocket on their own port.
+fn with_ws(urls: Vec<String>, ws_port: u16) -> Vec<String> {
+    urls.into_iter()
+        .map(|u| {
+            let host = u
+                .trim_start_matches("http://")
+                .trim_end_matches('/')
+                .rsplit_once(':')
+                .map_or(String::new(), |(h, _)| h.to_owned());
+            format!("{u},ws://{host}:{ws_port}/")
+        })
+        .collect()
+}
+
 fn hex32(s: &str) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
     for (i, o) in out.iter_mut().enumerate() {
@@ -131,6 +153,23 @@ impl GatewayArgs {
             })
             .collect();
         drop(plain);
+        for (i, h) in self
+            .key_hashes
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .enumerate()
+        {
+            keys.push(ethnode_gateway::KeyRules {
+                name: format!("hashed{}", i + 1),
+                hash: hex32(&h.trim().to_ascii_lowercase()).with_context(|| {
+                    format!(
+                        "--key-sha256 `{h}` is not 64 hex digits: give printf %s KEY | sha256sum"
+                    )
+                })?,
+                rate: None,
+                methods: None,
+            });
+        }
         for k in &c.keys {
             keys.push(ethnode_gateway::KeyRules {
                 name: k.name.clone(),
@@ -146,12 +185,17 @@ impl GatewayArgs {
         } else {
             self.upstreams
         };
-        if upstreams.is_empty()
-            && let Some(name) = &config.dns.name
-        {
-            upstreams = super::monitor::dns_nodes(name, config.ports.http)
-                .await
-                .map_err(anyhow::Error::msg)?;
+        let from_dns = upstreams
+            .is_empty()
+            .then(|| config.dns.name.clone())
+            .flatten();
+        if let Some(name) = &from_dns {
+            upstreams = with_ws(
+                super::monitor::dns_nodes(name, config.ports.http)
+                    .await
+                    .map_err(anyhow::Error::msg)?,
+                config.ports.ws,
+            );
             tracing::info!(%name, nodes = upstreams.len(), "upstreams from dns.name");
         }
         if upstreams.is_empty() {
@@ -208,6 +252,41 @@ impl GatewayArgs {
             n => n,
         };
         let shared = ethnode_gateway::start(&options)?;
+        if let Some(name) = from_dns {
+            // Nodes are replaced behind the name: ask again, so that a new node gets traffic and a gone
+            // one stops being polled.
+            let (shared, port, ws, timeout) = (
+                shared.clone(),
+                config.ports.http,
+                config.ports.ws,
+                options.policy.timeout,
+            );
+            let mut known = options.upstreams.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                tick.tick().await;
+                loop {
+                    tick.tick().await;
+                    match super::monitor::dns_nodes(&name, port)
+                        .await
+                        .map(|u| with_ws(u, ws))
+                    {
+                        Ok(now) if !now.is_empty() && now != known => {
+                            tracing::info!(%name, nodes = now.len(), "upstreams changed behind dns.name");
+                            if let Err(e) = shared.pool.set_primaries(&now, poll, timeout) {
+                                tracing::warn!(error = %e, "cannot use the new upstreams");
+                            } else {
+                                known = now;
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot resolve dns.name; keeping the upstreams")
+                        }
+                    }
+                }
+            });
+        }
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
         tokio::spawn(async move {
             // SIGTERM (ECS, systemd) or Ctrl-C: stop accepting, finish what is in flight.
@@ -248,5 +327,18 @@ mod tests {
         let hex: String = h.iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex32(&hex), Some(h));
         assert_eq!(hex32("abc"), None);
+        assert_eq!(
+            with_ws(
+                vec![
+                    "http://10.0.0.5:8545/".into(),
+                    "http://[fd00::5]:8545/".into()
+                ],
+                8546
+            ),
+            vec![
+                "http://10.0.0.5:8545/,ws://10.0.0.5:8546/".to_string(),
+                "http://[fd00::5]:8545/,ws://[fd00::5]:8546/".to_string()
+            ]
+        );
     }
 }

@@ -107,7 +107,8 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     // Security groups, through the EC2 API.
     let access = physical_id(&moto, "AccessSecurityGroup");
     let node = physical_id(&moto, "NodeSecurityGroup");
-    assert!(access.starts_with("sg-") && node.starts_with("sg-"));
+    let gateway_lb = physical_id(&moto, "GatewayLoadBalancerSecurityGroup");
+    assert!(access.starts_with("sg-") && node.starts_with("sg-") && gateway_lb.starts_with("sg-"));
     let world = "0.0.0.0/0".to_string();
     let expected: BTreeSet<(String, i64, String)> = [
         ("tcp", 30303, world.clone()),
@@ -119,6 +120,9 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
         ("tcp", 8545, access.clone()),
         ("tcp", 8546, access.clone()),
         ("tcp", 8555, access.clone()),
+        // The gateway port only from its load balancer (the gateways beside the nodes reach every node's
+        // RPC because the nodes are in the access group themselves).
+        ("tcp", 8547, gateway_lb.clone()),
     ]
     .into_iter()
     .map(|(p, n, s)| (p.to_string(), n, s))
@@ -136,6 +140,58 @@ async fn deploy_creates_a_locked_down_stack_updates_it_and_destroy_keeps_the_cha
     assert!(
         ingress(&moto, &access).is_empty(),
         "the access group admits nothing itself"
+    );
+    assert_eq!(
+        ingress(&moto, &gateway_lb),
+        [("tcp".to_string(), 8547, access.clone())]
+            .into_iter()
+            .collect(),
+        "the gateway's load balancer admits the access group, on 8547 only"
+    );
+    // The gateway beside the node: not essential (it never stops the node), restarted in place.
+    let task = moto.aws(&[
+        "ecs",
+        "describe-task-definition",
+        "--task-definition",
+        &format!("{STACK}-node"),
+    ]);
+    let gateway = task["taskDefinition"]["containerDefinitions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "gateway")
+        .cloned()
+        .expect("a gateway container");
+    assert_eq!(
+        (gateway["essential"].clone(), gateway["command"].clone()),
+        (serde_json::json!(false), serde_json::json!(["gateway"])),
+        "{gateway}"
+    );
+    // One name for callers: gateway.<DNSName>, an alias of the internal load balancer.
+    let zone = physical_id(&moto, "HostedZone");
+    let records = moto.aws(&[
+        "route53",
+        "list-resource-record-sets",
+        "--hosted-zone-id",
+        &zone,
+    ]);
+    let lb_dns = moto.aws(&["elbv2", "describe-load-balancers"])["LoadBalancers"][0].clone();
+    assert_eq!(lb_dns["Scheme"], "internal", "{lb_dns}");
+    assert!(
+        records["ResourceRecordSets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| {
+                r["Name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("gateway."))
+                    && r["AliasTarget"]["DNSName"].as_str().is_some_and(|d| {
+                        d.trim_end_matches('.')
+                            == lb_dns["DNSName"].as_str().unwrap().trim_end_matches('.')
+                    })
+            }),
+        "{records}"
     );
 
     // Launch template: IMDSv2 required, every volume encrypted.

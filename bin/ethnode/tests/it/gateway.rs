@@ -638,8 +638,26 @@ burst = 3
         h1,
         "{second}"
     );
-    // Metrics: by key name, never the key.
-    let m = reqwest::get(format!("{url}metrics"))
+    // A batch larger than the burst can never pass: it says so, per request.
+    let big = format!("[{}]", [chain; 4].join(","));
+    let (code, body, _) = post(&url, Some("slow-key"), big).await;
+    assert_eq!(code, 429);
+    let answers: Vec<Value> = serde_json::from_str(&body).unwrap();
+    assert!(
+        answers.len() == 4
+            && answers.iter().all(|a| a["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("burst of 3")),
+        "{body}"
+    );
+    // Metrics: for key holders, by key name, never the key.
+    let metrics = format!("{url}metrics");
+    assert_eq!(reqwest::get(&metrics).await.unwrap().status().as_u16(), 401);
+    let m = reqwest::Client::new()
+        .get(&metrics)
+        .bearer_auth("flag-key")
+        .send()
         .await
         .unwrap()
         .text()
@@ -866,5 +884,83 @@ async fn a_subscription_survives_losing_its_upstream() {
     assert!(
         heads.windows(2).all(|w| w[1] > w[0]),
         "heads not strictly rising: {heads:?}"
+    );
+}
+
+/// The gateway as the stack runs it: no flags, only the task definition's variables — upstreams from
+/// `dns.name` (here `localhost`, as the nodes' name resolves in the VPC) on `ports.http`/`ports.ws`, keys as
+/// hashes.
+#[tokio::test]
+async fn the_stacks_gateway_finds_its_nodes_by_name_and_takes_hashed_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_anvil, port, _) = node(&["--block-time", "1"]).await;
+    // Nodes serve WebSocket on their own port (ports.ws); anvil serves both on one, so a forwarder plays
+    // the WebSocket port.
+    std::fs::write(dir.path().join("fwd.py"), FORWARDER).unwrap();
+    let ws_port = free_port();
+    let _ws = Proc(
+        Command::new(tool("python"))
+            .args([
+                dir.path().join("fwd.py").to_str().unwrap(),
+                &ws_port.to_string(),
+                &port.to_string(),
+            ])
+            .spawn()
+            .unwrap(),
+    );
+    let listen = format!("127.0.0.1:{}", free_port());
+    let hash: String = ethnode_gateway::key_hash("stack-key")
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let _g = Ethnode::spawn(
+        dir.path(),
+        &["gateway"],
+        &[
+            ("ETHNODE_GATEWAY_LISTEN", listen.clone()),
+            ("ETHNODE_DNS_NAME", "localhost".into()),
+            ("ETHNODE_PORTS_HTTP", port.to_string()),
+            ("ETHNODE_PORTS_WS", ws_port.to_string()),
+            ("ETHNODE_GATEWAY_KEY_HASHES", hash),
+            ("ETHNODE_LOG_FORMAT", "json".into()),
+        ],
+    );
+    let url = format!("http://{listen}/");
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    wait_for(
+        "the gateway serves by name",
+        Duration::from_secs(20),
+        || async {
+            let (code, body, _) = post(&url, Some("stack-key"), call).await;
+            (code == 200 && body.contains("0x7a69")).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(post(&url, Some("other"), call).await.0, 401);
+    let h: Value = reqwest::get(format!("{url}health"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(h["eligible"].as_u64().unwrap() >= 1, "{h}");
+    // A subscription through the derived WebSocket URL.
+    std::fs::write(dir.path().join("watch.py"), WS_WATCH).unwrap();
+    let out = Command::new(tool("python"))
+        .args([
+            "-c",
+            &format!(
+                "import subprocess, sys\np = subprocess.Popen([sys.executable, {:?}, {:?}], stdout=subprocess.PIPE, text=True)\nfor _ in range(2): print(p.stdout.readline().strip(), flush=True)\np.kill()",
+                dir.path().join("watch.py").to_str().unwrap(),
+                format!("ws://{listen}/v1/stack-key")
+            ),
+        ])
+        .output()
+        .unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        lines.contains("subscribed") && lines.contains("\"n\""),
+        "{lines}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
