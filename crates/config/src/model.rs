@@ -823,6 +823,9 @@ pub struct GatewaySection {
     pub max_sockets_per_key: usize,
     /// Subscriptions per WebSocket connection.
     pub max_subscriptions: usize,
+    /// On SIGTERM, fail `/health` and keep serving this long before stopping (a load balancer stops
+    /// sending first).
+    pub drain_secs: u64,
     /// Worker threads; 0: one per core.
     pub workers: usize,
     /// API keys, as SHA-256 hashes (`printf %s KEY | sha256sum`); none: no key needed.
@@ -865,6 +868,7 @@ impl Default for GatewaySection {
             trusted_proxies: Vec::new(),
             max_sockets_per_key: 100,
             max_subscriptions: 100,
+            drain_secs: 0,
             workers: 0,
             keys: Vec::new(),
         }

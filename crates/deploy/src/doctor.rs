@@ -73,6 +73,9 @@ pub async fn doctor(
         out.extend(judge_monitor_subnets(&vpc, &d.monitor_subnet_ids, &monitor));
     }
 
+    if d.gateway {
+        out.push(judge_gateway_subnets(&subnets));
+    }
     let mut zones: Vec<String> = subnets.iter().map(|s| s.zone.clone()).collect();
     zones.sort();
     zones.dedup();
@@ -220,6 +223,31 @@ fn judge_monitor_subnets(vpc: &str, wanted: &[String], found: &[Subnet]) -> Vec<
         .collect()
 }
 
+/// A Network Load Balancer takes one subnet per Availability Zone (CreateLoadBalancer: "You can specify
+/// only one subnet per Availability Zone"); the gateway's is made in the nodes' subnets.
+fn judge_gateway_subnets(subnets: &[Subnet]) -> Finding {
+    let mut seen: std::collections::BTreeMap<&str, &str> = std::collections::BTreeMap::new();
+    for s in subnets {
+        if let Some(other) = seen.insert(s.zone.as_str(), s.id.as_str()) {
+            return fail(
+                "deploy.gateway",
+                format!(
+                    "{other} and {} are both in {}: the gateway's load balancer takes one subnet per zone",
+                    s.id, s.zone
+                ),
+                "list one subnet per Availability Zone in deploy.subnet_ids, or set deploy.gateway = false".into(),
+            );
+        }
+    }
+    pass(
+        "deploy.gateway",
+        format!(
+            "one subnet per zone ({}): the gateway's load balancer can use them",
+            seen.len()
+        ),
+    )
+}
+
 fn judge_offering(instance_type: &str, zones: &[String], offered: &[String]) -> Finding {
     let missing: Vec<&String> = zones.iter().filter(|z| !offered.contains(z)).collect();
     if missing.is_empty() {
@@ -357,6 +385,21 @@ mod tests {
             map_public_ip: false,
             default_route: route.map(str::to_owned),
         }
+    }
+
+    #[test]
+    fn the_gateways_load_balancer_needs_one_subnet_per_zone() {
+        let mut b = subnet("subnet-b", Some("igw-1"));
+        let ok = judge_gateway_subnets(&[subnet("subnet-a", Some("igw-1")), {
+            b.zone = "us-east-1b".into();
+            b.clone()
+        }]);
+        assert!(ok.ok, "{ok:?}");
+        let two = judge_gateway_subnets(&[subnet("subnet-a", None), subnet("subnet-c", None)]);
+        assert!(
+            !two.ok && two.detail.contains("subnet-a and subnet-c"),
+            "{two:?}"
+        );
     }
 
     #[test]

@@ -43,6 +43,7 @@ async fn main() {
             methods: None,
         }],
         default_rate: None,
+        upstreams_later: false,
     };
     let shared = ethnode_gateway::start(&options).expect("gateway");
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -42,6 +42,8 @@ pub struct Options {
     pub keys: Vec<KeyRules>,
     /// The rate of a key that names none (and of everybody when there are no keys).
     pub default_rate: Option<Rate>,
+    /// The primaries arrive later ([`Pool::set_primaries`], e.g. once a DNS name resolves): start with none.
+    pub upstreams_later: bool,
 }
 
 /// Why the gateway cannot start.
@@ -68,7 +70,7 @@ pub enum Error {
 
 /// Starts tracking the upstreams (on the current runtime) and returns what the workers share.
 pub fn start(o: &Options) -> Result<Arc<Shared>, Error> {
-    if o.upstreams.is_empty() {
+    if o.upstreams.is_empty() && !o.upstreams_later {
         return Err(Error::NoUpstream);
     }
     let mut upstreams = Vec::new();
@@ -90,6 +92,7 @@ pub fn start(o: &Options) -> Result<Arc<Shared>, Error> {
         policy: o.policy.clone(),
         access: Access::new(o.keys.clone(), o.default_rate),
         metrics: metrics::Metrics::new(),
+        draining: std::sync::atomic::AtomicBool::new(false),
     }))
 }
 

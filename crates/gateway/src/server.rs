@@ -69,6 +69,8 @@ pub struct Shared {
     pub access: crate::access::Access,
     /// Metrics.
     pub metrics: Metrics,
+    /// Stopping: `/health` fails so that load balancers stop sending, while requests are still served.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -125,7 +127,9 @@ fn refuse(status: StatusCode, message: &str) -> Response {
 
 async fn health(State(w): State<Arc<Worker>>) -> Response {
     let s = w.shared.pool.snapshot();
-    if s.eligible.is_empty() {
+    if w.shared.draining.load(Ordering::Relaxed) {
+        refuse(StatusCode::SERVICE_UNAVAILABLE, "draining: stopping soon")
+    } else if s.eligible.is_empty() {
         refuse(StatusCode::SERVICE_UNAVAILABLE, "no upstream is at head")
     } else {
         json(

@@ -69,6 +69,10 @@ pub(crate) struct GatewayArgs {
     /// Subscriptions per WebSocket connection [config: gateway.max_subscriptions; default 100].
     #[arg(long)]
     max_subscriptions: Option<usize>,
+    /// On SIGTERM, fail /health and keep serving this long before stopping, so that a load balancer
+    /// stops sending first [config: gateway.drain_secs; default 0].
+    #[arg(long)]
+    drain_secs: Option<u64>,
     /// Worker threads [default: one per core].
     #[arg(long)]
     workers: Option<usize>,
@@ -190,15 +194,16 @@ impl GatewayArgs {
             .then(|| config.dns.name.clone())
             .flatten();
         if let Some(name) = &from_dns {
-            upstreams = with_ws(
-                super::monitor::dns_nodes(name, config.ports.http)
-                    .await
-                    .map_err(anyhow::Error::msg)?,
-                config.ports.ws,
-            );
+            // The nodes publish their name once ready: on a new stack it may not resolve yet, so the
+            // gateway starts without upstreams (unhealthy) and keeps asking.
+            match super::monitor::dns_nodes(name, config.ports.http).await {
+                Ok(nodes) => upstreams = with_ws(nodes, config.ports.ws),
+                Err(e) => {
+                    tracing::warn!(error = %e, "dns.name does not resolve yet; asking again every 5 s")
+                }
+            }
             tracing::info!(%name, nodes = upstreams.len(), "upstreams from dns.name");
-        }
-        if upstreams.is_empty() {
+        } else if upstreams.is_empty() {
             anyhow::bail!(
                 "no upstream: give --upstream URL, list gateway.upstreams, or set dns.name to the nodes' name"
             );
@@ -242,6 +247,7 @@ impl GatewayArgs {
             },
             keys,
             default_rate: rate(rate_per_sec, burst),
+            upstreams_later: from_dns.is_some(),
         };
         if options.keys.is_empty() {
             tracing::warn!("no API key: any caller that reaches the port is served");
@@ -263,10 +269,10 @@ impl GatewayArgs {
             );
             let mut known = options.upstreams.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs(30));
-                tick.tick().await;
                 loop {
-                    tick.tick().await;
+                    // Every 5 s while nothing resolved, then every 30 s.
+                    let wait = if known.is_empty() { 5 } else { 30 };
+                    tokio::time::sleep(Duration::from_secs(wait)).await;
                     match super::monitor::dns_nodes(&name, port)
                         .await
                         .map(|u| with_ws(u, ws))
@@ -288,6 +294,8 @@ impl GatewayArgs {
             });
         }
         let (stop_tx, stop) = tokio::sync::watch::channel(false);
+        let drain = Duration::from_secs(self.drain_secs.unwrap_or(c.drain_secs));
+        let draining = shared.clone();
         tokio::spawn(async move {
             // SIGTERM (ECS, systemd) or Ctrl-C: stop accepting, finish what is in flight.
             match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
@@ -300,6 +308,17 @@ impl GatewayArgs {
                 Err(_) => {
                     let _ = tokio::signal::ctrl_c().await;
                 }
+            }
+            if !drain.is_zero() {
+                // Unhealthy first, so that the load balancer stops sending, then stop.
+                draining
+                    .draining
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                tracing::info!(
+                    secs = drain.as_secs(),
+                    "draining: /health fails, still serving"
+                );
+                tokio::time::sleep(drain).await;
             }
             let _ = stop_tx.send(true);
         });

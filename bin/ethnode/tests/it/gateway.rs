@@ -964,3 +964,75 @@ async fn the_stacks_gateway_finds_its_nodes_by_name_and_takes_hashed_keys() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Before its nodes' name resolves (a new stack: nodes publish it once ready) the gateway waits unhealthy
+/// instead of exiting; on SIGTERM with a drain it fails /health first while still serving, then exits 0.
+#[tokio::test]
+async fn the_gateway_waits_for_its_nodes_name_and_drains_before_stopping() {
+    use nix::sys::signal::Signal;
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}/");
+    let mut lonely = Ethnode::spawn(
+        dir.path(),
+        &["gateway"],
+        &[
+            ("ETHNODE_GATEWAY_LISTEN", listen.clone()),
+            ("ETHNODE_DNS_NAME", "nodes.ethnode-test.invalid".into()),
+        ],
+    );
+    let health = |url: String| async move {
+        reqwest::get(format!("{url}health"))
+            .await
+            .ok()
+            .map(|r| r.status().as_u16())
+    };
+    let code = wait_for("the gateway listens", Duration::from_secs(20), || {
+        health(url.clone())
+    })
+    .await;
+    assert_eq!(code, 503, "no node yet: unhealthy, not gone");
+    lonely.signal(Signal::SIGTERM);
+    assert!(lonely.wait(Duration::from_secs(10)).await.success());
+
+    let (_anvil, _, node_url) = node(&[]).await;
+    let listen = format!("127.0.0.1:{}", free_port());
+    let url = format!("http://{listen}/");
+    let mut g = Ethnode::spawn(
+        dir.path(),
+        &[
+            "gateway",
+            "--listen",
+            &listen,
+            "--upstream",
+            &node_url,
+            "--drain-secs",
+            "3",
+        ],
+        &[],
+    );
+    wait_for(
+        "the gateway is healthy",
+        Duration::from_secs(20),
+        || async { (health(url.clone()).await == Some(200)).then_some(()) },
+    )
+    .await;
+    g.signal(Signal::SIGTERM);
+    wait_for(
+        "health fails while draining",
+        Duration::from_secs(2),
+        || async { (health(url.clone()).await == Some(503)).then_some(()) },
+    )
+    .await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    let (code, body, _) = post(&url, None, call).await;
+    assert!(
+        code == 200 && body.contains("0x7a69"),
+        "still serving while draining: {code} {body}"
+    );
+    assert!(
+        g.wait(Duration::from_secs(15)).await.success(),
+        "{}",
+        g.stderr_text()
+    );
+}
