@@ -19,6 +19,9 @@ pub struct BlockHead {
     pub hash: String,
     /// Timestamp, unix seconds.
     pub timestamp: u64,
+    /// Its parent's hash, 0x-hex (empty where it was not asked: records written before it was kept).
+    #[serde(default)]
+    pub parent_hash: String,
 }
 
 /// What one endpoint answered.
@@ -65,6 +68,7 @@ pub async fn block(provider: &RootProvider, which: BlockNumberOrTag) -> Answer {
             number: b.header.number,
             hash: b.header.hash.to_string(),
             timestamp: b.header.timestamp,
+            parent_hash: b.header.parent_hash.to_string(),
         }),
         Ok(None) => Err("no such block".to_string()),
         Err(e) => Err(ethnode_config::redact_urls_in(&e.to_string())),

@@ -330,9 +330,12 @@ impl Config {
             );
         }
         let m = &self.monitor;
+        let g = &self.gateway;
         for (key, urls) in [
             ("monitor.nodes", &m.nodes),
             ("monitor.references", &m.references),
+            ("gateway.upstreams", &g.upstreams),
+            ("gateway.fallbacks", &g.fallbacks),
         ] {
             for url in urls.iter() {
                 if !(url.starts_with("http://") || url.starts_with("https://")) {
@@ -351,21 +354,6 @@ impl Config {
                 "set monitor.interval_secs (12 = one slot), timeout_ms, alarm_rounds, clear_rounds"
                     .into(),
             );
-        }
-        let g = &self.gateway;
-        for (key, urls) in [
-            ("gateway.upstreams", &g.upstreams),
-            ("gateway.fallbacks", &g.fallbacks),
-        ] {
-            for url in urls.iter() {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    add(
-                        key,
-                        format!("`{}` is not an http(s) URL", crate::redact_url(url)),
-                        format!("list JSON-RPC URLs like \"http://10.0.1.5:8545\" in {key}"),
-                    );
-                }
-            }
         }
         if g.poll_ms == 0 || g.timeout_ms == 0 || g.max_batch == 0 || g.max_body_bytes == 0 {
             add(

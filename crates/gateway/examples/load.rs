@@ -19,7 +19,10 @@ async fn get(c: &Client, url: &str, body: Option<&'static str>) -> Option<(u16, 
         Some(b) => hyper::Request::post(url)
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from_static(b.as_bytes()))),
-        None => hyper::Request::get(url).body(Full::new(Bytes::new())),
+        // The metrics are for key holders: the benchmark gateway's key.
+        None => hyper::Request::get(url)
+            .header("authorization", "Bearer bench")
+            .body(Full::new(Bytes::new())),
     }
     .ok()?;
     let r = tokio::time::timeout(Duration::from_secs(10), c.request(req))

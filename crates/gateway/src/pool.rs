@@ -190,6 +190,26 @@ fn tip(heads: &[u64], lag: u64) -> Option<u64> {
         .max()
 }
 
+/// The tip the nodes at it agree on by hash: when they hold two blocks there (a reorg in flight, or a
+/// node on a short fork), their common parent, if they agree on that; a deeper split keeps the tip (the
+/// nodes' own fork choice settles it within a slot or two).
+fn agreed(views: &[View], group: &[usize], tip: u64) -> u64 {
+    let at_tip: Vec<&ethnode_chain::BlockHead> = group
+        .iter()
+        .filter_map(|&i| views[i].2.head.as_ref())
+        .filter(|h| h.number == tip)
+        .collect();
+    let split = at_tip.iter().any(|h| h.hash != at_tip[0].hash);
+    let one_parent = at_tip
+        .iter()
+        .all(|h| !h.parent_hash.is_empty() && h.parent_hash == at_tip[0].parent_hash);
+    if split && one_parent && tip > 0 {
+        tip - 1
+    } else {
+        tip
+    }
+}
+
 /// Judges the views.
 pub fn judge(views: &[View], rules: &Rules, now: Instant, unix: u64) -> Snapshot {
     let heads: Vec<Option<u64>> = views
@@ -211,6 +231,7 @@ pub fn judge(views: &[View], rules: &Rules, now: Instant, unix: u64) -> Snapshot
             .collect();
         let numbers: Vec<u64> = group.iter().filter_map(|&i| heads[i]).collect();
         if let Some(tip) = tip(&numbers, rules.max_lag_blocks) {
+            let tip = agreed(views, &group, tip);
             let eligible = group
                 .into_iter()
                 .filter(|&i| {
@@ -366,6 +387,7 @@ mod tests {
                 number,
                 hash: format!("0x{number:x}"),
                 timestamp: unix - 2,
+                parent_hash: format!("0x{:x}", number - 1),
             }),
             seen_at: Some(now),
             healthy,
@@ -439,6 +461,27 @@ mod tests {
             judge(&[(true, slot, old)], &RULES, now, unix).eligible,
             vec![0]
         );
+    }
+
+    #[test]
+    fn nodes_at_the_tip_on_two_blocks_serve_their_common_parent() {
+        let now = Instant::now();
+        let unix = 1_000_000;
+        let mut other = at(100, true, unix, now);
+        other.head.as_mut().unwrap().hash = "0xother".into();
+        let views = vec![
+            (false, SEC, at(100, true, unix, now)),
+            (false, SEC, other),
+            (false, SEC, at(99, true, unix, now)),
+        ];
+        let s = judge(&views, &RULES, now, unix);
+        assert_eq!(s.tip, Some(99), "block 100 is not agreed on; 99 is");
+        assert_eq!(s.eligible, vec![0, 1, 2], "a one-block reorg is no fault");
+        let views = vec![
+            (false, SEC, at(100, true, unix, now)),
+            (false, SEC, at(100, true, unix, now)),
+        ];
+        assert_eq!(judge(&views, &RULES, now, unix).tip, Some(100));
     }
 
     #[test]

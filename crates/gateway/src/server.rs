@@ -552,9 +552,18 @@ enum Miss {
 
 /// `eth_getBlockByNumber(n)` on `u` found a block.
 async fn has_block(w: &Worker, u: &Upstream, n: u64) -> bool {
-    let q = format!(
-        r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x{n:x}",false]}}"#
-    );
+    found(
+        w,
+        u,
+        &format!(r#"["0x{n:x}",false]"#),
+        "eth_getBlockByNumber",
+    )
+    .await
+}
+
+/// `method(params)` on `u` answered something other than `null`.
+async fn found(w: &Worker, u: &Upstream, params: &str, method: &str) -> bool {
+    let q = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{params}}}"#);
     send(w, u, Bytes::from(q))
         .await
         .ok()
@@ -742,18 +751,13 @@ async fn send_raw(
         m.contains("already known") || m.contains("already imported") || m.contains("alreadyknown");
     let same_tx_mined = !known && m.contains("nonce too low") && {
         // "nonce too low" is success only if it is this very transaction that took the nonce.
-        let q = format!(
-            r#"{{"jsonrpc":"2.0","id":1,"method":"eth_getTransactionByHash","params":["{hash}"]}}"#
-        );
-        send(w, upstream, Bytes::from(q))
-            .await
-            .ok()
-            .and_then(|b| {
-                serde_json::from_slice::<Answer>(&b)
-                    .ok()
-                    .map(|a| a.result.is_some())
-            })
-            .unwrap_or(false)
+        found(
+            w,
+            upstream,
+            &format!(r#"["{hash}"]"#),
+            "eth_getTransactionByHash",
+        )
+        .await
     };
     if known || same_tx_mined {
         let r = rpc::result(call.id.as_deref(), &format!("\"{hash}\""));

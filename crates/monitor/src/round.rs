@@ -373,6 +373,7 @@ mod tests {
                 number,
                 hash: hash.into(),
                 timestamp: ts,
+                parent_hash: String::new(),
             }),
             latency: Duration::from_millis(5),
         }

@@ -376,25 +376,29 @@ async def main():
 asyncio.run(main())
 "#;
 
+/// A forwarder from `listen` to `target` on 127.0.0.1, its script written in `dir`.
+fn forwarder(dir: &std::path::Path, listen: u16, target: u16) -> Proc {
+    let script = dir.join("fwd.py");
+    std::fs::write(&script, FORWARDER).unwrap();
+    Proc(
+        Command::new(tool("python"))
+            .args([
+                script.to_str().unwrap(),
+                &listen.to_string(),
+                &target.to_string(),
+            ])
+            .spawn()
+            .unwrap(),
+    )
+}
+
 /// Load running through the gateway over two upstreams; one is killed: no request fails.
 #[tokio::test]
 async fn killing_a_node_under_load_loses_no_request() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (_anvil, a, _) = node(&["--block-time", "1"]).await;
-    std::fs::write(d.join("fwd.py"), FORWARDER).unwrap();
-    let forwarder = |port: u16| {
-        Proc(
-            Command::new(tool("python"))
-                .args([
-                    d.join("fwd.py").to_str().unwrap(),
-                    &port.to_string(),
-                    &a.to_string(),
-                ])
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let forwarder = |port: u16| forwarder(d, port, a);
     let (p1, p2) = (free_port(), free_port());
     let mut first = forwarder(p1);
     let _second = forwarder(p2);
@@ -801,19 +805,7 @@ async fn a_subscription_survives_losing_its_upstream() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (_anvil, a, _) = node(&["--block-time", "1"]).await;
-    std::fs::write(d.join("fwd.py"), FORWARDER).unwrap();
-    let forwarder = |port: u16| {
-        Proc(
-            Command::new(tool("python"))
-                .args([
-                    d.join("fwd.py").to_str().unwrap(),
-                    &port.to_string(),
-                    &a.to_string(),
-                ])
-                .spawn()
-                .unwrap(),
-        )
-    };
+    let forwarder = |port: u16| forwarder(d, port, a);
     let (p1, p2) = (free_port(), free_port());
     let mut fwd = [Some(forwarder(p1)), Some(forwarder(p2))];
     let ups = [
@@ -896,18 +888,8 @@ async fn the_stacks_gateway_finds_its_nodes_by_name_and_takes_hashed_keys() {
     let (_anvil, port, _) = node(&["--block-time", "1"]).await;
     // Nodes serve WebSocket on their own port (ports.ws); anvil serves both on one, so a forwarder plays
     // the WebSocket port.
-    std::fs::write(dir.path().join("fwd.py"), FORWARDER).unwrap();
     let ws_port = free_port();
-    let _ws = Proc(
-        Command::new(tool("python"))
-            .args([
-                dir.path().join("fwd.py").to_str().unwrap(),
-                &ws_port.to_string(),
-                &port.to_string(),
-            ])
-            .spawn()
-            .unwrap(),
-    );
+    let _ws = forwarder(dir.path(), ws_port, port);
     let listen = format!("127.0.0.1:{}", free_port());
     let hash: String = ethnode_gateway::key_hash("stack-key")
         .iter()
