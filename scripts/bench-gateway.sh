@@ -153,7 +153,7 @@ echo "($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), ${secs}s per run, medi
 anvil=.tools/node_modules/.bin/anvil
 if [[ -x $anvil ]]; then
   a1=32111 a2=32112 gw2=32113
-  "$anvil" --port $a1 --block-time 1 >/dev/null & a1pid=$!; pids+=($a1pid)
+  "$anvil" --port $a1 --block-time 1 >/dev/null & a1pid=$!; pids+=($a1pid); disown $a1pid
   "$anvil" --port $a2 --block-time 1 >/dev/null & pids+=($!)
   for port in $a1 $a2; do
     for _ in $(seq 1 100); do curl -sf -H 'Content-Type: application/json' -d "$single" "http://127.0.0.1:$port/" | grep -q result && break; sleep 0.1; done

@@ -1,12 +1,14 @@
 //! An endpoint's head, the way every part of ethnode asks for it (the agent's readiness, the lag
 //! monitor, the gateway): one `eth_getBlockByNumber` for the latest block's number, hash and timestamp,
 //! with its latency, and errors that never carry the secret part of a URL; and [`track`], the same
-//! question asked on a schedule, for whoever routes by head.
+//! question asked on a schedule (with [`track_heads`], also a `newHeads` subscription), for whoever
+//! routes by head.
 
 pub use alloy::eips::BlockNumberOrTag;
 use alloy::providers::{Provider, RootProvider};
 use alloy::rpc::client::RpcClient;
 use alloy::transports::http::Http;
+use ethnode_config::redact_urls_in;
 use serde::{Deserialize, Serialize};
 use std::time::{Duration, Instant};
 
@@ -105,34 +107,133 @@ pub fn track(
     tokio::sync::watch::Receiver<Tracked>,
     tokio::task::JoinHandle<()>,
 ) {
+    track_heads(provider, None, every)
+}
+
+/// [`track`], and when `ws` is given also a `newHeads` subscription there: a new head is known the moment
+/// the node has it, not a poll later. The polls go on: they say the node answers (a subscription says
+/// nothing between blocks) and stand in while the socket is down (it is opened again every five polls).
+pub fn track_heads(
+    provider: RootProvider,
+    ws: Option<String>,
+    every: Duration,
+) -> (
+    tokio::sync::watch::Receiver<Tracked>,
+    tokio::task::JoinHandle<()>,
+) {
     let (tx, rx) = tokio::sync::watch::channel(Tracked::default());
+    let subscribed = std::sync::atomic::AtomicBool::new(false);
     let task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let answer = latest(&provider).await;
-            let mut t = tx.borrow().clone();
-            match answer.head {
-                Ok(h) => {
-                    t.head = Some(h);
-                    t.seen_at = Some(Instant::now());
-                    t.healthy = true;
-                    t.last_error = None;
-                    t.latency = Some(answer.latency);
-                }
-                Err(e) => {
-                    t.healthy = false;
-                    t.last_error = Some(e);
-                    t.errors += 1;
+        let poll = async {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let answer = latest(&provider).await;
+                let live = subscribed.load(std::sync::atomic::Ordering::Relaxed);
+                tx.send_modify(|t| match answer.head {
+                    Ok(h) => {
+                        // A poll that started before the subscription's newest head is older news.
+                        if !live || t.head.as_ref().is_none_or(|cur| h.number >= cur.number) {
+                            t.head = Some(h);
+                        }
+                        t.seen_at = Some(Instant::now());
+                        t.healthy = true;
+                        t.last_error = None;
+                        t.latency = Some(answer.latency);
+                    }
+                    Err(e) => {
+                        t.healthy = false;
+                        t.last_error = Some(e);
+                        t.errors += 1;
+                    }
+                });
+                if tx.is_closed() {
+                    return;
                 }
             }
-            if tx.send(t).is_err() {
-                return;
+        };
+        let subscribe = async {
+            let Some(url) = ws else {
+                return std::future::pending().await;
+            };
+            loop {
+                if let Err(e) = new_heads(&url, &tx, &subscribed).await {
+                    tracing::debug!(error = %redact_urls_in(&e), "newHeads subscription ended; polling alone");
+                }
+                subscribed.store(false, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(every * 5).await;
             }
+        };
+        tokio::select! {
+            () = poll => {}
+            () = subscribe => {}
         }
     });
     (rx, task)
+}
+
+/// Follows `newHeads` on `url` into `tx` until the socket ends.
+async fn new_heads(
+    url: &str,
+    tx: &tokio::sync::watch::Sender<Tracked>,
+    subscribed: &std::sync::atomic::AtomicBool,
+) -> Result<(), String> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    #[derive(Deserialize)]
+    struct Note {
+        params: NoteParams,
+    }
+    #[derive(Deserialize)]
+    struct NoteParams {
+        result: Header,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Header {
+        number: alloy::primitives::U64,
+        hash: String,
+        parent_hash: String,
+        timestamp: alloy::primitives::U64,
+    }
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .map_err(|_| "WebSocket open timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    ws.send(Message::Text(
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newHeads"]}"#.into(),
+    ))
+    .await
+    .map_err(|e| e.to_string())?;
+    while let Some(m) = ws.next().await {
+        let text = match m.map_err(|e| e.to_string())? {
+            Message::Text(t) => t,
+            Message::Close(_) => break,
+            _ => continue,
+        };
+        let Ok(n) = serde_json::from_str::<Note>(text.as_str()) else {
+            // The subscription's confirmation, or an error answer.
+            if text.as_str().contains("\"error\"") {
+                return Err(format!("eth_subscribe refused: {}", text.as_str()));
+            }
+            subscribed.store(true, std::sync::atomic::Ordering::Relaxed);
+            continue;
+        };
+        let h = n.params.result;
+        tx.send_modify(|t| {
+            t.head = Some(BlockHead {
+                number: h.number.to(),
+                hash: h.hash,
+                timestamp: h.timestamp.to(),
+                parent_hash: h.parent_hash,
+            });
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - The served tip is the highest head that a majority of the fresh primaries are within `max_lag_blocks`
 //!   of (with one or two primaries, the highest head): one upstream claiming an impossible head cannot
 //!   evict an honest majority, and a node one block ahead or one block reorged is no fault.
+//! - Nodes at the tip agree on its hash (see [`agreed`]).
 //! - Eligible = fresh and at most `max_lag_blocks` behind the tip. Fallbacks (paid providers, asked once a
 //!   slot) are judged among themselves and used only when no primary is eligible.
 
@@ -88,7 +89,10 @@ impl Upstream {
             ));
         }
         let client = ethnode_chain::client(url, timeout).map_err(bad)?;
-        let (tracked, task) = ethnode_chain::track(client, every);
+        // Heads by subscription as well as by poll: the served tip moves when a block arrives. Not for a
+        // fallback: a paid provider bills each notification, and an idle one gets a poll a slot only.
+        let subscribe = (!fallback).then(|| ws.clone());
+        let (tracked, task) = ethnode_chain::track_heads(client, subscribe, every);
         Ok(Self {
             label: Box::leak(name.clone().into_boxed_str()),
             name,
@@ -190,23 +194,43 @@ fn tip(heads: &[u64], lag: u64) -> Option<u64> {
         .max()
 }
 
-/// The tip the nodes at it agree on by hash: when they hold two blocks there (a reorg in flight, or a
-/// node on a short fork), their common parent, if they agree on that; a deeper split keeps the tip (the
-/// nodes' own fork choice settles it within a slot or two).
-fn agreed(views: &[View], group: &[usize], tip: u64) -> u64 {
-    let at_tip: Vec<&ethnode_chain::BlockHead> = group
+/// The tip the nodes at it agree on by hash, and the nodes that hold another block there. On two blocks
+/// at the tip (a reorg in flight, a node on a short fork) with one parent, the tip is that parent and
+/// nobody is out (a one-block reorg is no fault). On a deeper split, a strict majority's block is the
+/// tip and the others are out until they rejoin; without a majority the tip stays (the nodes' fork
+/// choice settles it within a slot or two).
+fn agreed(views: &[View], group: &[usize], tip: u64) -> (u64, Vec<usize>) {
+    let at_tip: Vec<(usize, &ethnode_chain::BlockHead)> = group
         .iter()
-        .filter_map(|&i| views[i].2.head.as_ref())
-        .filter(|h| h.number == tip)
+        .filter_map(|&i| Some((i, views[i].2.head.as_ref()?)))
+        .filter(|(_, h)| h.number == tip)
         .collect();
-    let split = at_tip.iter().any(|h| h.hash != at_tip[0].hash);
+    let Some((_, first)) = at_tip.first() else {
+        return (tip, Vec::new());
+    };
+    if at_tip.iter().all(|(_, h)| h.hash == first.hash) {
+        return (tip, Vec::new());
+    }
     let one_parent = at_tip
         .iter()
-        .all(|h| !h.parent_hash.is_empty() && h.parent_hash == at_tip[0].parent_hash);
-    if split && one_parent && tip > 0 {
-        tip - 1
-    } else {
-        tip
+        .all(|(_, h)| !h.parent_hash.is_empty() && h.parent_hash == first.parent_hash);
+    if one_parent && tip > 0 {
+        return (tip - 1, Vec::new());
+    }
+    let count = |hash: &str| at_tip.iter().filter(|(_, h)| h.hash == hash).count();
+    match at_tip
+        .iter()
+        .find(|(_, h)| 2 * count(&h.hash) > at_tip.len())
+    {
+        Some((_, winner)) => (
+            tip,
+            at_tip
+                .iter()
+                .filter(|(_, h)| h.hash != winner.hash)
+                .map(|(i, _)| *i)
+                .collect(),
+        ),
+        None => (tip, Vec::new()),
     }
 }
 
@@ -231,11 +255,12 @@ pub fn judge(views: &[View], rules: &Rules, now: Instant, unix: u64) -> Snapshot
             .collect();
         let numbers: Vec<u64> = group.iter().filter_map(|&i| heads[i]).collect();
         if let Some(tip) = tip(&numbers, rules.max_lag_blocks) {
-            let tip = agreed(views, &group, tip);
+            let (tip, forked) = agreed(views, &group, tip);
             let eligible = group
                 .into_iter()
                 .filter(|&i| {
-                    heads[i].is_some_and(|h| h.saturating_add(rules.max_lag_blocks) >= tip)
+                    !forked.contains(&i)
+                        && heads[i].is_some_and(|h| h.saturating_add(rules.max_lag_blocks) >= tip)
                 })
                 .collect();
             return Snapshot {
@@ -482,6 +507,18 @@ mod tests {
             (false, SEC, at(100, true, unix, now)),
         ];
         assert_eq!(judge(&views, &RULES, now, unix).tip, Some(100));
+        // A deeper split (different parents too): the majority's block is the tip, the other node is out.
+        let mut forked = at(100, true, unix, now);
+        let h = forked.head.as_mut().unwrap();
+        h.hash = "0xfork".into();
+        h.parent_hash = "0xforkparent".into();
+        let views = vec![
+            (false, SEC, at(100, true, unix, now)),
+            (false, SEC, forked),
+            (false, SEC, at(100, true, unix, now)),
+        ];
+        let s = judge(&views, &RULES, now, unix);
+        assert_eq!((s.tip, s.eligible), (Some(100), vec![0, 2]));
     }
 
     #[test]

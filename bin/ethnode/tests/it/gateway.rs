@@ -766,6 +766,21 @@ async fn viem_and_web3_subscribe_through_the_gateway() {
     let w: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(w["unsubscribed"], json!(true), "{w}");
     assert_eq!(w["heads"].as_array().unwrap().len(), 2, "{w}");
+    // cast over the WebSocket: a subscription (cast, through alloy's pub-sub layer, prints its own local id
+    // for it once the gateway confirmed it, and returns).
+    let out = Command::new(tool("cast"))
+        .args(["rpc", "--rpc-url", &ws_url, "eth_subscribe", "newHeads"])
+        .output()
+        .unwrap();
+    let id = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .trim_matches('"')
+        .to_string();
+    assert!(
+        out.status.success() && id.starts_with("0x") && id.len() >= 34,
+        "{id} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // No key, no socket.
     let refused = tokio_tungstenite_probe(&url.replacen("http", "ws", 1)).await;
     assert_eq!(refused, 401);
@@ -1016,5 +1031,46 @@ async fn the_gateway_waits_for_its_nodes_name_and_drains_before_stopping() {
         g.wait(Duration::from_secs(15)).await.success(),
         "{}",
         g.stderr_text()
+    );
+}
+
+/// Heads come by `newHeads` as well as by poll: with polls 5 s apart and a block a second, the served
+/// tip (what `eth_blockNumber` and `latest` mean) still moves with every block.
+#[tokio::test]
+async fn the_tip_follows_new_heads_between_polls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_anvil, _, node_url) = node(&["--block-time", "1"]).await;
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _g = Ethnode::spawn(
+        dir.path(),
+        &[
+            "gateway",
+            "--listen",
+            &listen,
+            "--upstream",
+            &node_url,
+            "--poll-ms",
+            "5000",
+        ],
+        &[],
+    );
+    let url = format!("http://{listen}/");
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    wait_for("gateway serves", Duration::from_secs(20), || async {
+        (post(&url, None, call).await.0 == 200).then_some(())
+    })
+    .await;
+    let mut seen = std::collections::BTreeSet::new();
+    let until = std::time::Instant::now() + Duration::from_millis(3500);
+    while std::time::Instant::now() < until {
+        let (_, body, _) = post(&url, None, call).await;
+        seen.extend(result_number(&body));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        seen.len() >= 3,
+        "the tip moved only {} times in 3.5 s with polls 5 s apart: {seen:?}",
+        seen.len().saturating_sub(1)
     );
 }
