@@ -54,8 +54,7 @@ impl Call {
     /// The request as JSON text under another id (`None`: a notification), `params` replaced when given.
     pub fn to_json_as(&self, id: Option<&str>, params: Option<&str>) -> String {
         let params = params.or(self.params.as_deref().map(RawValue::get));
-        let method = Value::String(self.method.clone());
-        let mut s = String::with_capacity(64 + params.map_or(0, str::len));
+        let mut s = String::with_capacity(64 + self.method.len() + params.map_or(0, str::len));
         s.push_str(r#"{"jsonrpc":"2.0","#);
         if let Some(id) = id {
             s.push_str(r#""id":"#);
@@ -63,7 +62,18 @@ impl Call {
             s.push(',');
         }
         s.push_str(r#""method":"#);
-        s.push_str(&method.to_string());
+        // Method names are plain words; anything else is written with JSON's escapes.
+        if self
+            .method
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        {
+            s.push('"');
+            s.push_str(&self.method);
+            s.push('"');
+        } else {
+            s.push_str(&Value::String(self.method.clone()).to_string());
+        }
         if let Some(p) = params {
             s.push_str(r#","params":"#);
             s.push_str(p);
@@ -231,24 +241,38 @@ pub fn parse(body: &[u8], max_batch: usize) -> Result<Incoming, String> {
     call(raw).map(Incoming::Single)
 }
 
-/// An upstream's answer given another id (the caller's), as JSON text; `None` if it is not an answer.
-pub fn with_id(answer: &str, id: Option<&RawValue>) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Parts<'a> {
-        #[serde(borrow, default)]
-        result: Option<&'a RawValue>,
-        #[serde(borrow, default)]
-        error: Option<&'a RawValue>,
+/// An upstream's answer as its parts, unread: one pass over a batch's answers.
+#[derive(Debug, Deserialize)]
+pub struct Reply<'a> {
+    /// Its id.
+    #[serde(borrow, default)]
+    pub id: Option<&'a RawValue>,
+    /// The result (`None` for `null` or absent).
+    #[serde(borrow, default)]
+    pub result: Option<&'a RawValue>,
+    /// The error object, as sent.
+    #[serde(borrow, default)]
+    pub error: Option<&'a RawValue>,
+}
+
+impl Reply<'_> {
+    /// The answer under another id (the caller's), as JSON text.
+    pub fn with_id(&self, id: Option<&RawValue>) -> String {
+        let id = id.map_or("null", RawValue::get);
+        match (self.error, self.result) {
+            (Some(e), _) => format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, e.get()),
+            (None, r) => format!(
+                r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#,
+                r.map_or("null", RawValue::get)
+            ),
+        }
     }
-    let p: Parts = serde_json::from_str(answer).ok()?;
-    let id = id.map_or("null", RawValue::get);
-    Some(match (p.error, p.result) {
-        (Some(e), _) => format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{}}}"#, e.get()),
-        (None, r) => format!(
-            r#"{{"jsonrpc":"2.0","id":{id},"result":{}}}"#,
-            r.map_or("null", RawValue::get)
-        ),
-    })
+
+    /// The error's message, when there is one.
+    pub fn error_message(&self) -> Option<String> {
+        let e: ErrorObject = serde_json::from_str(self.error?.get()).ok()?;
+        Some(e.message.into_owned())
+    }
 }
 
 /// An upstream's answer to one request.

@@ -6,7 +6,7 @@ use crate::access::{Caller, Limited};
 use crate::metrics::{self, Metrics, RequestLabels};
 use crate::pool::{Pool, Snapshot, Upstream};
 use crate::route::{self, Kind, Plan};
-use crate::rpc::{self, Answer, Call, Incoming};
+use crate::rpc::{self, Answer, Call, Incoming, Reply};
 use axum::body::Bytes;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, State};
@@ -16,7 +16,6 @@ use axum::routing::{get, post};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use serde_json::value::RawValue;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -527,15 +526,25 @@ enum Verdict {
 }
 
 fn verdict(plan: &Plan, bytes: &[u8]) -> Verdict {
-    let might_lack = plan.kind == Kind::Lookup || plan.need.is_some();
-    if !might_lack {
+    if !might_lack(plan) {
         return Verdict::Keep;
     }
-    let Ok(a) = serde_json::from_slice::<Answer>(bytes) else {
+    match serde_json::from_slice::<Reply>(bytes) {
+        Ok(r) => verdict_of(plan, &r),
+        Err(_) => Verdict::Keep,
+    }
+}
+
+fn might_lack(plan: &Plan) -> bool {
+    plan.kind == Kind::Lookup || plan.need.is_some()
+}
+
+fn verdict_of(plan: &Plan, r: &Reply) -> Verdict {
+    if !might_lack(plan) {
         return Verdict::Keep;
-    };
-    match (&a.error, a.result) {
-        (Some(e), _) if not_here(&e.message) => Verdict::AskAnother,
+    }
+    match (r.error, r.result) {
+        (Some(_), _) if r.error_message().is_some_and(|m| not_here(&m)) => Verdict::AskAnother,
         // `null` by hash: not mined yet, or not here yet.
         (None, None) if plan.kind == Kind::Lookup => Verdict::AskAnother,
         _ => Verdict::Keep,
@@ -844,35 +853,42 @@ async fn batch(
         Ok((b, u)) => (Some(b), Some(u)),
         Err(_) => (None, None),
     };
-    let upstream_answers: Vec<&RawValue> = bytes
+    // The answers, read once; each found by the index it was asked under.
+    let replies: Vec<Reply> = bytes
         .as_deref()
         .and_then(|b| serde_json::from_slice(b).ok())
         .unwrap_or_default();
-    let mut by_index: std::collections::HashMap<usize, &RawValue> = upstream_answers
-        .iter()
-        .filter_map(|a| {
-            let parsed: Answer = serde_json::from_str(a.get()).ok()?;
-            Some((parsed.id?.get().parse().ok()?, *a))
-        })
-        .collect();
+    let mut by_index: Vec<Option<&Reply>> = vec![None; go.len()];
+    for r in &replies {
+        if let Some(i) = r.id.and_then(|id| id.get().parse::<usize>().ok())
+            && let Some(slot) = by_index.get_mut(i)
+        {
+            *slot = Some(r);
+        }
+    }
     // Each answer in the order asked, under the caller's id; those to ask again go out at once, not one
     // after another.
-    let mine: Vec<Option<String>> = go
+    let mine: Vec<Option<(String, bool)>> = go
         .iter()
-        .enumerate()
-        .map(|(i, (call, _))| {
-            by_index
-                .remove(&i)
-                .and_then(|raw| rpc::with_id(raw.get(), call.id.as_deref()))
+        .zip(by_index)
+        .map(|((call, plan), r)| {
+            let r = r.filter(|r| verdict_of(plan, r) == Verdict::Keep)?;
+            Some((r.with_id(call.id.as_deref()), r.error.is_some()))
         })
         .collect();
     let snapshot = &*snapshot;
     let upstream = upstream.as_ref();
     let each = go.iter().zip(mine).map(|((call, plan), mine)| async move {
         let a = match (mine, upstream) {
-            (Some(raw), Some(u)) if verdict(plan, raw.as_bytes()) == Verdict::Keep => {
-                let bytes = Bytes::from(raw);
-                let (bytes, outcome) = finish(w, caller, call, plan, bytes, u, snapshot).await;
+            (Some((text, error)), Some(u)) => {
+                let bytes = Bytes::from(text);
+                let (bytes, outcome) = match plan.kind {
+                    // Nothing to do to the answer: its outcome is known already.
+                    Kind::Plain | Kind::Filter | Kind::Lookup => {
+                        (bytes, if error { "error" } else { "ok" })
+                    }
+                    _ => finish(w, caller, call, plan, bytes, u, snapshot).await,
+                };
                 Answered {
                     text: Some(bytes),
                     upstream: Some(u.label),

@@ -238,6 +238,17 @@ async fn real_clients_through_the_gateway_and_every_bad_input_answered() {
     assert_eq!(by_id(json!(1))["result"], json!("0x7a69"));
     assert_eq!(by_id(json!(2))["error"]["code"], json!(-32601));
     assert_eq!(answers.as_array().unwrap().len(), 3);
+    // Repeated ids, and an id a node would rewrite: each answer under its request's own id, in order.
+    let (_, body, _) = post(
+        &url,
+        k,
+        r#"[{"jsonrpc":"2.0","id":1,"method":"eth_chainId"},{"jsonrpc":"2.0","id":1,"method":"net_version"},{"jsonrpc":"2.0","id":1.0,"method":"eth_chainId"}]"#,
+    )
+    .await;
+    assert!(
+        body.starts_with(r#"[{"jsonrpc":"2.0","id":1,"result":"0x7a69"},{"jsonrpc":"2.0","id":1,"result":"31337"},{"jsonrpc":"2.0","id":1.0,"result":"0x7a69"}]"#),
+        "{body}"
+    );
     let long = format!("[{}]", [call; 11].join(","));
     let (_, body, _) = post(&url, k, long).await;
     assert_eq!(parse(&body)["error"]["code"], json!(-32005));
