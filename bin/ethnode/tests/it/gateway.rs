@@ -258,21 +258,25 @@ async fn real_clients_through_the_gateway_and_every_bad_input_answered() {
     assert!(code == 200 && parse(&body)["result"].is_string(), "{body}");
 }
 
+/// A parent anvil that mines only when told (three blocks in), a fork of it frozen at that head
+/// (`anvil --fork-url PARENT --no-mining`), and a gateway over both with `--max-lag-blocks 2`: the nodes,
+/// the gateway, the parent's URL, both ports and the gateway's URL.
+async fn parent_and_fork(
+    dir: &std::path::Path,
+) -> ([Proc; 2], Ethnode, String, (u16, u16), String) {
+    let (parent_proc, p, parent) = node(&["--no-mining"]).await;
+    rpc(&parent, "anvil_mine", json!(["0x3"])).await.unwrap();
+    let (fork_proc, f, fork) = node(&["--no-mining", "--fork-url", &parent]).await;
+    let (g, url) = gateway(dir, &[parent.clone(), fork], &["--max-lag-blocks", "2"]).await;
+    ([parent_proc, fork_proc], g, parent, (p, f), url)
+}
+
 /// Two nodes on one chain both serve; when the chain moves more than `--max-lag-blocks` past one of them
 /// (a fork frozen with `anvil --fork-url PARENT --no-mining`), it gets no more traffic.
 #[tokio::test]
 async fn a_lagging_node_gets_no_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    // The parent mines only when told, so that both start at the same head.
-    let (_parent, p, parent) = node(&["--no-mining"]).await;
-    rpc(&parent, "anvil_mine", json!(["0x3"])).await.unwrap();
-    let (_fork, f, fork) = node(&["--no-mining", "--fork-url", &parent]).await;
-    let (_g, url) = gateway(
-        dir.path(),
-        &[parent.clone(), fork.clone()],
-        &["--max-lag-blocks", "2"],
-    )
-    .await;
+    let (_nodes, _g, parent, (p, f), url) = parent_and_fork(dir.path()).await;
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
     let (pp, fp) = (format!(":{p}"), format!(":{f}"));
     // At the same head, both answer.
@@ -478,15 +482,8 @@ fn result_number(body: &str) -> Option<u64> {
 #[tokio::test]
 async fn latest_logs_and_new_blocks_only_from_a_node_that_has_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (_parent, p, parent) = node(&["--no-mining"]).await;
-    rpc(&parent, "anvil_mine", json!(["0x3"])).await.unwrap();
-    let (_fork, f, fork) = node(&["--no-mining", "--fork-url", &parent]).await;
-    let (_g, url) = gateway(
-        dir.path(),
-        &[parent.clone(), fork.clone()],
-        &["--max-lag-blocks", "2"],
-    )
-    .await;
+    let (_nodes, _g, parent, (p, f), url) = parent_and_fork(dir.path()).await;
+    let fork = format!("http://127.0.0.1:{f}/");
     let (pp, fp) = (format!(":{p}"), format!(":{f}"));
     let latest =
         r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["latest",false]}"#;
