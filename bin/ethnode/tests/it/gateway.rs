@@ -81,6 +81,15 @@ async fn post(
     (r.status().as_u16(), r.text().await.unwrap(), upstream)
 }
 
+/// Waits until the gateway at `url` answers `call` with a result (its first head poll found a node).
+async fn serving(url: &str, key: Option<&str>, call: &str) {
+    wait_for("gateway serves", Duration::from_secs(20), || async {
+        let (code, body, _) = post(url, key, call.to_owned()).await;
+        (code == 200 && body.contains("result")).then_some(())
+    })
+    .await;
+}
+
 const WEB3: &str = r#"
 import json, sys
 from web3 import Web3
@@ -115,11 +124,7 @@ async fn real_clients_through_the_gateway_and_every_bad_input_answered() {
     )
     .await;
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
-    wait_for("gateway serves", Duration::from_secs(20), || async {
-        let (code, body, _) = post(&url, Some("s3cret"), call).await;
-        (code == 200 && body.contains("result")).then_some(())
-    })
-    .await;
+    serving(&url, Some("s3cret"), call).await;
 
     // cast, with the key in the path.
     let out = Command::new(tool("cast"))
@@ -429,10 +434,7 @@ async fn killing_a_node_under_load_loses_no_request() {
     }
     let (_g, url) = gateway(d, &ups, &[]).await;
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
-    wait_for("gateway serves", Duration::from_secs(20), || async {
-        (post(&url, None, call).await.0 == 200).then_some(())
-    })
-    .await;
+    serving(&url, None, call).await;
     let workers: Vec<_> = (0..8)
         .map(|_| {
             let url = url.clone();
@@ -574,10 +576,7 @@ burst = 3
     .unwrap();
     let (_g, url) = gateway(d, &[node_url], &["--key", "flag-key"]).await;
     let chain = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
-    wait_for("gateway serves", Duration::from_secs(20), || async {
-        (post(&url, Some("reader-key"), chain).await.0 == 200).then_some(())
-    })
-    .await;
+    serving(&url, Some("reader-key"), chain).await;
     // The allowlist.
     let (_, body, _) = post(
         &url,
@@ -736,10 +735,7 @@ async fn viem_and_web3_subscribe_through_the_gateway() {
     let (_anvil, _, node_url) = node(&["--block-time", "1"]).await;
     let (_g, url) = gateway(d, &[node_url], &["--key", "k1"]).await;
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
-    wait_for("gateway serves", Duration::from_secs(20), || async {
-        (post(&url, Some("k1"), call).await.0 == 200).then_some(())
-    })
-    .await;
+    serving(&url, Some("k1"), call).await;
     let http_url = format!("{url}v1/k1");
     let ws_url = http_url.replacen("http", "ws", 1);
     std::fs::write(d.join("viem.cjs"), VIEM).unwrap();
@@ -1065,10 +1061,7 @@ async fn the_tip_follows_new_heads_between_polls() {
     );
     let url = format!("http://{listen}/");
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
-    wait_for("gateway serves", Duration::from_secs(20), || async {
-        (post(&url, None, call).await.0 == 200).then_some(())
-    })
-    .await;
+    serving(&url, None, call).await;
     let mut seen = std::collections::BTreeSet::new();
     let until = std::time::Instant::now() + Duration::from_millis(3500);
     while std::time::Instant::now() < until {
