@@ -8,6 +8,7 @@
 //! `SO_REUSEPORT` listener and its own upstream connections, so that a request never crosses threads.
 
 pub mod access;
+pub mod feed;
 pub mod metrics;
 pub mod pool;
 pub mod route;
@@ -87,13 +88,18 @@ pub fn start(o: &Options) -> Result<Arc<Shared>, Error> {
             )?));
         }
     }
-    Ok(Arc::new(Shared {
+    let shared = Arc::new(Shared {
         pool: Pool::new(upstreams, o.rules),
         policy: o.policy.clone(),
         access: Access::new(o.keys.clone(), o.default_rate),
         metrics: metrics::Metrics::new(),
         draining: std::sync::atomic::AtomicBool::new(false),
-    }))
+        feeds: feed::Feeds::default(),
+    });
+    tokio::spawn(feed::run(
+        server::Worker::new(shared.clone()).map_err(Error::Worker)?,
+    ));
+    Ok(shared)
 }
 
 /// Serves on `listen` with `workers` threads until `stop` turns true; in-flight requests finish.

@@ -43,6 +43,24 @@ pub struct Metrics {
     head: Family<UpstreamLabel, Gauge>,
     eligible: Family<UpstreamLabel, Gauge>,
     tip: Gauge,
+    feed_upstream: Family<UpstreamLabel, Gauge>,
+    feed_heads: Counter,
+    feed_filled: Counter,
+    feed_reorgs: Counter,
+    feed_logs_retries: Counter,
+    subscriptions: Family<KindLabel, Gauge>,
+    cache: Family<CacheLabels, Counter>,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    method: &'static str,
+    outcome: &'static str,
 }
 
 impl Default for Metrics {
@@ -130,6 +148,48 @@ impl Metrics {
         );
         let tip = Gauge::default();
         registry.register("tip", "The served tip: what latest means", tip.clone());
+        let feed_upstream = Family::<UpstreamLabel, Gauge>::default();
+        registry.register(
+            "feed_upstream",
+            "1 for the upstream the subscriptions are served from",
+            feed_upstream.clone(),
+        );
+        let feed_heads = Counter::default();
+        registry.register(
+            "feed_heads",
+            "Heads sent to newHeads subscriptions",
+            feed_heads.clone(),
+        );
+        let feed_filled = Counter::default();
+        registry.register(
+            "feed_filled_heads",
+            "Heads fetched by parent hash to fill a gap or a reorg's branch",
+            feed_filled.clone(),
+        );
+        let feed_reorgs = Counter::default();
+        registry.register(
+            "feed_reorgs",
+            "Reorgs seen by the subscription feed",
+            feed_reorgs.clone(),
+        );
+        let feed_logs_retries = Counter::default();
+        registry.register(
+            "feed_logs_retries",
+            "Times no upstream gave a block's logs (logs subscriptions wait for it)",
+            feed_logs_retries.clone(),
+        );
+        let subscriptions = Family::<KindLabel, Gauge>::default();
+        registry.register(
+            "subscriptions",
+            "Client subscriptions by kind",
+            subscriptions.clone(),
+        );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "cache",
+            "Cache lookups by method and outcome (hit, miss, stale: found but from a block no longer canonical)",
+            cache.clone(),
+        );
         Self {
             registry,
             requests,
@@ -138,7 +198,67 @@ impl Metrics {
             head,
             eligible,
             tip,
+            feed_upstream,
+            feed_heads,
+            feed_filled,
+            feed_reorgs,
+            feed_logs_retries,
+            subscriptions,
+            cache,
         }
+    }
+
+    /// The upstream the subscriptions are served from (`None`: none now).
+    pub fn feed_upstream(&self, upstream: Option<&'static str>) {
+        self.feed_upstream.clear();
+        if let Some(upstream) = upstream {
+            self.feed_upstream
+                .get_or_create(&UpstreamLabel { upstream })
+                .set(1);
+        }
+    }
+
+    /// Counts heads sent.
+    pub fn feed_heads(&self, n: u64) {
+        self.feed_heads.inc_by(n);
+    }
+
+    /// Counts heads fetched to fill a gap.
+    pub fn feed_filled(&self, n: u64) {
+        self.feed_filled.inc_by(n);
+    }
+
+    /// Counts a reorg.
+    pub fn feed_reorg(&self) {
+        self.feed_reorgs.inc();
+    }
+
+    /// Counts a block whose logs no upstream gave.
+    pub fn feed_logs_retry(&self) {
+        self.feed_logs_retries.inc();
+    }
+
+    /// Sets the subscription gauges.
+    pub fn subscriptions(&self, (heads, logs, pending): (usize, usize, usize)) {
+        for (kind, n) in [
+            ("newHeads", heads),
+            ("logs", logs),
+            ("newPendingTransactions", pending),
+        ] {
+            self.subscriptions
+                .get_or_create(&KindLabel { kind })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Counts a cache lookup.
+    pub fn cache(&self, method: &str, outcome: &'static str) {
+        self.cache
+            .get_or_create(&CacheLabels {
+                method: method_label(method),
+                outcome,
+            })
+            .inc();
     }
 
     /// Counts one request.

@@ -70,6 +70,8 @@ pub struct Shared {
     pub metrics: Metrics,
     /// Stopping: `/health` fails so that load balancers stop sending, while requests are still served.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Subscriptions and the canonical chain they follow.
+    pub feeds: crate::feed::Feeds,
 }
 
 type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -79,6 +81,16 @@ type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 pub(crate) struct Worker {
     pub(crate) shared: Arc<Shared>,
     http: Http,
+}
+
+impl Worker {
+    /// A view with its own upstream connections.
+    pub(crate) fn new(shared: Arc<Shared>) -> Result<Self, std::io::Error> {
+        Ok(Self {
+            shared,
+            http: http_client()?,
+        })
+    }
 }
 
 fn http_client() -> Result<Http, std::io::Error> {
@@ -98,10 +110,7 @@ fn http_client() -> Result<Http, std::io::Error> {
 /// The gateway's router for one worker (with its own upstream connections).
 pub fn router(shared: Arc<Shared>) -> Result<axum::Router, std::io::Error> {
     let limit = shared.policy.max_body_bytes;
-    let w = Arc::new(Worker {
-        shared,
-        http: http_client()?,
-    });
+    let w = Arc::new(Worker::new(shared)?);
     Ok(axum::Router::new()
         .route("/", post(root).get(ws_root))
         .route("/v1/{key}", post(with_path_key).get(ws_with_path_key))
@@ -148,6 +157,7 @@ async fn metrics_text(State(w): State<Arc<Worker>>, headers: HeaderMap) -> Respo
     }
     let s = w.shared.pool.snapshot();
     w.shared.metrics.upstreams(&s);
+    w.shared.metrics.subscriptions(w.shared.feeds.counts());
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         w.shared.metrics.render(),
@@ -642,7 +652,7 @@ async fn exchange(
 
 /// Why an upstream gave no answer (no URL in it: it may hold a key).
 #[derive(Debug, thiserror::Error)]
-enum SendError {
+pub(crate) enum SendError {
     #[error("timed out")]
     Timeout,
     #[error("HTTP {0}")]
@@ -651,7 +661,7 @@ enum SendError {
     Transport(String),
 }
 
-async fn send(w: &Worker, u: &Upstream, body: Bytes) -> Result<Bytes, SendError> {
+pub(crate) async fn send(w: &Worker, u: &Upstream, body: Bytes) -> Result<Bytes, SendError> {
     let req = hyper::Request::post(u.uri.clone())
         .header(header::CONTENT_TYPE, "application/json")
         .body(Full::new(body))

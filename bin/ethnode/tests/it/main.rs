@@ -11,6 +11,7 @@ mod cli;
 mod deploy;
 mod ethereumjs;
 mod gateway;
+mod gateway_feeds;
 mod harness;
 mod imds;
 mod monitor;

@@ -1,0 +1,494 @@
+//! The gateway's subscriptions, cache and read-your-writes against real anvils: heads and logs across the
+//! loss of each upstream in turn (every head once, in order, parent-linked; every log once), a thousand
+//! clients that leave no upstream subscription behind (counted by a WebSocket proxy in front of the node),
+//! a real reorg seen by subscribers and by the cache, and a send followed at once by its reads.
+
+use crate::gateway::{Proc, forwarder, gateway, node, serving};
+use crate::harness::*;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// anvil's first two accounts (unlocked: `eth_sendTransaction` signs with them).
+const ALICE: &str = "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266";
+const BOB: &str = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8";
+
+/// Init code of a contract whose every call logs one event with the caller as its only topic:
+/// runtime `CALLER PUSH1 0 PUSH1 0 LOG1 STOP`, returned by `PUSH7 runtime PUSH1 0 MSTORE PUSH1 7
+/// PUSH1 25 RETURN`.
+const EMITTER: &str = "0x663360006000a10060005260076019f3";
+
+/// An address as a 32-byte topic.
+fn topic(address: &str) -> String {
+    format!("0x{:0>64}", address.trim_start_matches("0x"))
+}
+
+/// Deploys the log emitter on `node` (mining a block if the node does not mine on its own); its address.
+async fn deploy_emitter(node: &str) -> String {
+    let tx = rpc(
+        node,
+        "eth_sendTransaction",
+        json!([{"from": ALICE, "data": EMITTER}]),
+    )
+    .await
+    .expect("deploy the emitter");
+    let receipt = wait_for("the emitter is mined", Duration::from_secs(20), || async {
+        rpc(node, "eth_getTransactionReceipt", json!([tx.clone()]))
+            .await
+            .filter(|r| !r.is_null())
+    })
+    .await;
+    receipt["contractAddress"].as_str().unwrap().to_owned()
+}
+
+async fn ws(url: &str) -> Ws {
+    let url = url.replacen("http", "ws", 1);
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async(url),
+    )
+    .await
+    .expect("WebSocket open timed out")
+    .expect("WebSocket open")
+    .0
+}
+
+/// Sends `eth_subscribe(params)` and returns the subscription id from its answer.
+async fn subscribe(ws: &mut Ws, params: Value) -> String {
+    let req = json!({"jsonrpc":"2.0","id":7,"method":"eth_subscribe","params":params});
+    ws.send(Message::Text(req.to_string().into()))
+        .await
+        .unwrap();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("no answer to eth_subscribe")
+            .expect("socket closed")
+            .unwrap();
+        if let Message::Text(t) = m {
+            let v: Value = serde_json::from_str(t.as_str()).unwrap();
+            if v["id"] == json!(7) {
+                return v["result"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("{v}"))
+                    .to_owned();
+            }
+        }
+    }
+}
+
+/// What a subscriber heard: every notification's subscription id and result, and whether its socket ended.
+#[derive(Default)]
+struct Heard {
+    notes: Vec<(String, Value)>,
+    closed: bool,
+}
+
+/// A subscriber read in the background; dropping it drops its connection.
+struct Listener {
+    heard: Arc<Mutex<Heard>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl std::ops::Deref for Listener {
+    type Target = Mutex<Heard>;
+    fn deref(&self) -> &Mutex<Heard> {
+        &self.heard
+    }
+}
+
+/// Reads `ws` in the background.
+fn listen(mut ws: Ws) -> Listener {
+    let heard = Arc::new(Mutex::new(Heard::default()));
+    let h = heard.clone();
+    let task = tokio::spawn(async move {
+        while let Some(Ok(m)) = ws.next().await {
+            if let Message::Text(t) = m
+                && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                && v["method"] == json!("eth_subscription")
+            {
+                let sub = v["params"]["subscription"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned();
+                h.lock()
+                    .unwrap()
+                    .notes
+                    .push((sub, v["params"]["result"].clone()));
+            }
+        }
+        h.lock().unwrap().closed = true;
+    });
+    Listener { heard, task }
+}
+
+fn heads_of(h: &Listener) -> Vec<(u64, String, String)> {
+    h.lock()
+        .unwrap()
+        .notes
+        .iter()
+        .map(|(_, r)| {
+            (
+                quantity(&r["number"]),
+                r["hash"].as_str().unwrap().to_owned(),
+                r["parentHash"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The upstream the gateway serves subscriptions from, by its metrics.
+async fn feed_upstream(url: &str) -> Option<String> {
+    let text = get_text(&format!("{url}metrics")).await?;
+    text.lines()
+        .find(|l| l.starts_with("ethnode_gateway_feed_upstream{") && l.ends_with(" 1"))
+        .and_then(|l| l.split('"').nth(1))
+        .map(str::to_owned)
+}
+
+/// Waits until every subscriber in `subs` has heard `n` more heads than it had.
+async fn more_heads(subs: &[Listener], n: usize) {
+    let base: Vec<usize> = subs.iter().map(|s| s.lock().unwrap().notes.len()).collect();
+    wait_for("more heads", Duration::from_secs(30), || async {
+        subs.iter()
+            .zip(&base)
+            .all(|(s, b)| s.lock().unwrap().notes.len() >= b + n)
+            .then_some(())
+    })
+    .await;
+}
+
+/// Heads and logs subscribers over two upstreams on one chain (two forwarders in front of one anvil
+/// mining every second, with transactions that log in most blocks): the upstream serving the
+/// subscriptions is killed, it comes back, then the other is killed. Every subscriber keeps its
+/// connection and its id, hears every head once, in order and parent-linked, and every log of every block
+/// once.
+#[tokio::test]
+async fn subscriptions_lose_nothing_when_each_upstream_dies_in_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_anvil, a, direct) = node(&["--block-time", "1"]).await;
+    let emitter = deploy_emitter(&direct).await;
+    let (p1, p2) = (free_port(), free_port());
+    let mut fwd: HashMap<u16, Proc> = [(p1, forwarder(d, p1, a)), (p2, forwarder(d, p2, a))].into();
+    let ups = [
+        format!("http://127.0.0.1:{p1}/"),
+        format!("http://127.0.0.1:{p2}/"),
+    ];
+    let (_g, url) = gateway(d, &ups, &[]).await;
+    let both = || async {
+        let h: Value = reqwest::get(format!("{url}health"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (h["eligible"] == json!(2)).then_some(())
+    };
+    wait_for("both upstreams eligible", Duration::from_secs(20), both).await;
+    // Transactions from two senders all along: logs in most blocks.
+    let sending = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sender = {
+        let (sending, direct, emitter) = (sending.clone(), direct.clone(), emitter.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while sending.load(Ordering::Relaxed) {
+                let from = if n % 2 == 0 { ALICE } else { BOB };
+                rpc(
+                    &direct,
+                    "eth_sendTransaction",
+                    json!([{"from": from, "to": emitter}]),
+                )
+                .await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(150)).await;
+            }
+        })
+    };
+    let mut logs = Vec::new();
+    let mut log_ids = Vec::new();
+    for filter in [
+        json!({"address": emitter}),
+        json!({"address": [emitter], "topics": [topic(BOB)]}),
+    ] {
+        let mut s = ws(&url).await;
+        log_ids.push(subscribe(&mut s, json!(["logs", filter])).await);
+        logs.push(listen(s));
+    }
+    let mut heads = Vec::new();
+    let mut head_ids = Vec::new();
+    for _ in 0..3 {
+        let mut s = ws(&url).await;
+        head_ids.push(subscribe(&mut s, json!(["newHeads"])).await);
+        heads.push(listen(s));
+    }
+    more_heads(&heads, 3).await;
+    let mut killed = Vec::new();
+    for round in 0..2 {
+        let serving_from = wait_for("a feed upstream", Duration::from_secs(20), || async {
+            feed_upstream(&url).await
+        })
+        .await;
+        let port = [p1, p2]
+            .into_iter()
+            .find(|p| serving_from.contains(&format!(":{p}")))
+            .unwrap_or_else(|| panic!("{serving_from} is neither upstream"));
+        fwd.remove(&port);
+        killed.push(port);
+        more_heads(&heads, 4).await;
+        let now = feed_upstream(&url).await.unwrap_or_default();
+        assert!(
+            !now.contains(&format!(":{port}")),
+            "still serving from the dead upstream {now}"
+        );
+        if round == 0 {
+            fwd.insert(port, forwarder(d, port, a));
+            wait_for("the upstream is back", Duration::from_secs(20), both).await;
+        }
+    }
+    assert_ne!(killed[0], killed[1], "each upstream died once");
+    sending.store(false, Ordering::Relaxed);
+    sender.await.unwrap();
+    more_heads(&heads, 3).await;
+    let mut first = 0;
+    let mut last = u64::MAX;
+    for (h, id) in heads.iter().zip(&head_ids) {
+        let got = h.lock().unwrap();
+        assert!(!got.closed, "a subscriber's connection ended");
+        assert!(got.notes.iter().all(|(s, _)| s == id), "another id");
+        drop(got);
+        let list = heads_of(h);
+        for w in list.windows(2) {
+            assert_eq!(w[1].0, w[0].0 + 1, "not every head once, in order: {w:?}");
+            assert_eq!(w[1].2, w[0].1, "not parent-linked: {w:?}");
+        }
+        first = first.max(list[0].0);
+        last = last.min(list[list.len() - 1].0);
+    }
+    // Every log of blocks first+1..=last, as the node has them, once each.
+    let want_all = rpc(
+        &direct,
+        "eth_getLogs",
+        json!([{"fromBlock": format!("0x{:x}", first + 1), "toBlock": format!("0x{last:x}"), "address": emitter}]),
+    )
+    .await
+    .unwrap();
+    let key = |l: &Value| {
+        (
+            quantity(&l["blockNumber"]),
+            quantity(&l["logIndex"]),
+            l["transactionHash"].as_str().unwrap().to_owned(),
+        )
+    };
+    let want_all: Vec<(u64, u64, String)> = want_all.as_array().unwrap().iter().map(key).collect();
+    let bob = topic(BOB);
+    let want_bob: Vec<(u64, u64, String)> = rpc(
+        &direct,
+        "eth_getLogs",
+        json!([{"fromBlock": format!("0x{:x}", first + 1), "toBlock": format!("0x{last:x}"), "address": emitter, "topics": [bob]}]),
+    )
+    .await
+    .unwrap()
+    .as_array()
+    .unwrap()
+    .iter()
+    .map(key)
+    .collect();
+    assert!(
+        want_all.len() > want_bob.len() && !want_bob.is_empty(),
+        "the test sends too few transactions"
+    );
+    for ((l, id), want) in logs.iter().zip(&log_ids).zip([&want_all, &want_bob]) {
+        let got = l.lock().unwrap();
+        assert!(!got.closed);
+        assert!(got.notes.iter().all(|(s, _)| s == id), "another id");
+        let seen: Vec<(u64, u64, String)> = got
+            .notes
+            .iter()
+            .map(|(_, r)| key(r))
+            .filter(|k| k.0 > first && k.0 <= last)
+            .collect();
+        let unique: HashSet<_> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "a log delivered twice");
+        assert_eq!(&seen, want, "not every log once, in order");
+    }
+}
+
+/// A WebSocket proxy in front of `target` that counts the subscriptions live through it: confirmed
+/// `eth_subscribe`s, less confirmed `eth_unsubscribe`s and those of sockets that closed. What the node
+/// holds, seen from outside the gateway.
+async fn counting_proxy(target: u16) -> (u16, Arc<AtomicI64>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let live = Arc::new(AtomicI64::new(0));
+    let count = live.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let live = count.clone();
+            tokio::spawn(async move {
+                let Ok(mut client) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                let Ok((mut node, _)) =
+                    tokio_tungstenite::connect_async(format!("ws://127.0.0.1:{target}/")).await
+                else {
+                    return;
+                };
+                let mut asked: HashMap<String, Option<String>> = HashMap::new();
+                let mut mine: HashSet<String> = HashSet::new();
+                loop {
+                    tokio::select! {
+                        m = client.next() => {
+                            let Some(Ok(m)) = m else { break };
+                            if let Message::Text(t) = &m
+                                && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                            {
+                                let id = v["id"].to_string();
+                                match v["method"].as_str() {
+                                    Some("eth_subscribe") => { asked.insert(id, None); }
+                                    Some("eth_unsubscribe") => {
+                                        asked.insert(id, v["params"][0].as_str().map(str::to_owned));
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            if node.send(m).await.is_err() { break }
+                        }
+                        m = node.next() => {
+                            let Some(Ok(m)) = m else { break };
+                            if let Message::Text(t) = &m
+                                && let Ok(v) = serde_json::from_str::<Value>(t.as_str())
+                                && let Some(what) = asked.remove(&v["id"].to_string())
+                            {
+                                match (what, &v["result"]) {
+                                    (None, Value::String(s)) => {
+                                        mine.insert(s.clone());
+                                        live.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    (Some(s), Value::Bool(true)) if mine.remove(&s) => {
+                                        live.fetch_sub(1, Ordering::SeqCst);
+                                    }
+                                    _ => {}
+                                }
+                            }
+                            if client.send(m).await.is_err() { break }
+                        }
+                    }
+                }
+                live.fetch_sub(mine.len() as i64, Ordering::SeqCst);
+            });
+        }
+    });
+    (port, live)
+}
+
+/// A thousand clients subscribe (heads, logs and pending transactions) and leave: the node holds one
+/// subscription per kind the whole time, every heads client hears a head, and once they are gone the
+/// node's subscriptions are back to what they were.
+#[tokio::test]
+async fn a_thousand_clients_leave_no_upstream_subscription_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (_anvil, a, direct) = node(&["--block-time", "1"]).await;
+    let (proxy, live) = counting_proxy(a).await;
+    let up = format!("{direct},ws://127.0.0.1:{proxy}/");
+    let (_g, url) = gateway(d, &[up], &["--max-sockets-per-key", "2000"]).await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
+    serving(&url, None, call).await;
+    wait_for(
+        "the feed follows the node",
+        Duration::from_secs(20),
+        || async { feed_upstream(&url).await },
+    )
+    .await;
+    // The head tracker's subscription and the feed's.
+    wait_for(
+        "two subscriptions at the node",
+        Duration::from_secs(20),
+        || async { (live.load(Ordering::SeqCst) == 2).then_some(()) },
+    )
+    .await;
+    let start = live.load(Ordering::SeqCst);
+    let mut clients = Vec::new();
+    let mut heads = Vec::new();
+    for wave in 0..10 {
+        let opened = futures_util::future::join_all((0..100).map(|i| {
+            let url = url.clone();
+            async move {
+                let mut s = ws(&url).await;
+                let params = match i % 4 {
+                    0 | 1 => json!(["newHeads"]),
+                    2 => json!(["logs", {"topics": [topic(ALICE)]}]),
+                    _ => json!(["newPendingTransactions"]),
+                };
+                subscribe(&mut s, params).await;
+                (i % 4 < 2, s)
+            }
+        }))
+        .await;
+        for (is_heads, s) in opened {
+            if is_heads {
+                heads.push(listen(s));
+            } else {
+                clients.push(s);
+            }
+        }
+        let now = live.load(Ordering::SeqCst);
+        assert!(
+            now <= start + 1,
+            "wave {wave}: {now} subscriptions at the node for {} clients (one more for pending transactions at most)",
+            (wave + 1) * 100
+        );
+    }
+    assert_eq!(heads.len(), 500);
+    more_heads(&heads, 1).await;
+    rpc(
+        &direct,
+        "eth_sendTransaction",
+        json!([{"from": ALICE, "to": BOB}]),
+    )
+    .await;
+    wait_for(
+        "pending transactions are followed",
+        Duration::from_secs(20),
+        || async { (live.load(Ordering::SeqCst) == start + 1).then_some(()) },
+    )
+    .await;
+    let metrics = get_text(&format!("{url}metrics")).await.unwrap();
+    assert!(
+        metrics.contains(r#"ethnode_gateway_subscriptions{kind="newHeads"} 500"#),
+        "{metrics}"
+    );
+    drop(clients);
+    drop(heads);
+    wait_for(
+        "the node's subscriptions are back where they were",
+        Duration::from_secs(30),
+        || async { (live.load(Ordering::SeqCst) == start).then_some(()) },
+    )
+    .await;
+    let gone = wait_for(
+        "the gateway forgot every client",
+        Duration::from_secs(30),
+        || async {
+            let m = get_text(&format!("{url}metrics")).await?;
+            m.contains(r#"ethnode_gateway_subscriptions{kind="newHeads"} 0"#)
+                .then_some(m)
+        },
+    )
+    .await;
+    assert!(gone.contains(r#"ethnode_gateway_subscriptions{kind="logs"} 0"#));
+}
