@@ -823,6 +823,9 @@ pub struct GatewaySection {
     pub max_sockets_per_key: usize,
     /// Subscriptions per WebSocket connection.
     pub max_subscriptions: usize,
+    /// Memory for answers that cannot change (by block hash, final, or keyed by the hash a number has
+    /// now), MiB; 0: no cache.
+    pub cache_mb: u64,
     /// On SIGTERM, fail `/health` and keep serving this long before stopping (a load balancer stops
     /// sending first).
     pub drain_secs: u64,
@@ -868,6 +871,7 @@ impl Default for GatewaySection {
             trusted_proxies: Vec::new(),
             max_sockets_per_key: 100,
             max_subscriptions: 100,
+            cache_mb: 64,
             drain_secs: 0,
             workers: 0,
             keys: Vec::new(),

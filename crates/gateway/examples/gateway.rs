@@ -35,6 +35,12 @@ async fn main() {
             trusted_proxies: Vec::new(),
             max_sockets_per_key: 100,
             max_subscriptions: 100,
+            // CACHE_MB=0 measures forwarding alone.
+            cache_bytes: std::env::var("CACHE_MB")
+                .ok()
+                .and_then(|m| m.parse::<u64>().ok())
+                .unwrap_or(64)
+                << 20,
         },
         keys: vec![ethnode_gateway::KeyRules {
             name: "bench".into(),

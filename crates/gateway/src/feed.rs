@@ -211,6 +211,16 @@ pub struct Canon {
 }
 
 impl Canon {
+    /// Blocks `first..` with these hashes.
+    pub fn new(first: u64, hashes: VecDeque<String>, finalized: Option<u64>, live: bool) -> Self {
+        Self {
+            first,
+            hashes,
+            finalized,
+            live,
+        }
+    }
+
     /// Block `n`'s canonical hash, when `n` is among the recent blocks.
     pub fn hash(&self, n: u64) -> Option<&str> {
         let i = usize::try_from(n.checked_sub(self.first)?).ok()?;
@@ -779,15 +789,7 @@ impl Hub {
             self.send_logs(&again);
         }
         let want_logs = self.feeds().counts().1 > 0;
-        {
-            let r = lock(&self.feeds().reg);
-            for head in &branch {
-                for (id, out) in &r.heads {
-                    out.send(note(*id, &head.json));
-                }
-            }
-        }
-        m.feed_heads(branch.len() as u64);
+        let notes: Vec<Arc<str>> = branch.iter().map(|h| h.json.clone()).collect();
         for head in branch {
             if want_logs {
                 self.logs_due.push_back((head.number, head.hash.clone()));
@@ -797,7 +799,18 @@ impl Hub {
         while self.chain.len() > KEEP {
             self.chain.pop_front();
         }
+        // The cache sees the new chain before any subscriber hears of it: a client that reads after a
+        // head it was told of never gets an answer from the branch that head replaced.
         self.publish();
+        {
+            let r = lock(&self.feeds().reg);
+            for json in &notes {
+                for (id, out) in &r.heads {
+                    out.send(note(*id, json));
+                }
+            }
+        }
+        m.feed_heads(notes.len() as u64);
         self.deliver_logs(Some(from)).await;
     }
 

@@ -8,12 +8,14 @@
 //! `SO_REUSEPORT` listener and its own upstream connections, so that a request never crosses threads.
 
 pub mod access;
+pub mod cache;
 pub mod feed;
 pub mod metrics;
 pub mod pool;
 pub mod route;
 pub mod rpc;
 pub mod server;
+pub mod writes;
 mod ws;
 
 pub use access::{Access, KeyRules, Rate, key_hash};
@@ -95,6 +97,8 @@ pub fn start(o: &Options) -> Result<Arc<Shared>, Error> {
         metrics: metrics::Metrics::new(),
         draining: std::sync::atomic::AtomicBool::new(false),
         feeds: feed::Feeds::default(),
+        cache: cache::Cache::new(o.policy.cache_bytes),
+        writes: writes::Writes::default(),
     });
     tokio::spawn(feed::run(
         server::Worker::new(shared.clone()).map_err(Error::Worker)?,

@@ -20,6 +20,8 @@ pub enum Kind {
     SendRaw,
     /// Filter calls: the filter lives in one node, so they stay on one.
     Filter,
+    /// `eth_getTransactionCount(address, "pending")`: at least what the address sent through the gateway.
+    PendingNonce,
 }
 
 /// A request, ready to route.
@@ -31,6 +33,9 @@ pub struct Plan {
     pub need: Option<u64>,
     /// How its answer is handled.
     pub kind: Kind,
+    /// The one block whose content or state it reads, when it names one by number (`latest` pinned to the
+    /// tip included; not `pending`): what the cache keys it by.
+    pub at: Option<u64>,
     /// A block past the served tip (heads are a poll old) that the upstream must show it has before it
     /// is asked: for `eth_getLogs`, whose empty answer from an upstream short of the range looks like
     /// "no logs".
@@ -70,6 +75,10 @@ struct Block {
     need: Option<u64>,
     rewrite: Option<String>,
     by_hash: bool,
+    /// `need` is exactly the block read (not `pending`, which builds on it).
+    exact: bool,
+    /// `pending`.
+    pending: bool,
 }
 
 fn block(raw: &RawValue, tip: Option<u64>) -> Result<Block, String> {
@@ -87,13 +96,15 @@ fn block(raw: &RawValue, tip: Option<u64>) -> Result<Block, String> {
     let at_tip = || Block {
         need: tip,
         rewrite: tip.map(hex),
-        by_hash: false,
+        exact: true,
+        ..Block::default()
     };
     Ok(match serde_json::from_str::<B>(raw.get()) {
         Ok(B::Tag("latest")) => at_tip(),
         // Pending builds on the latest block.
         Ok(B::Tag("pending")) => Block {
             need: tip,
+            pending: true,
             ..Block::default()
         },
         Ok(B::Tag("earliest" | "safe" | "finalized")) => Block::default(),
@@ -106,6 +117,7 @@ fn block(raw: &RawValue, tip: Option<u64>) -> Result<Block, String> {
             need: Some(number(n).ok_or_else(|| {
                 format!("invalid block {n}: give a 0x-hex number, latest, pending, safe, finalized or earliest")
             })?),
+            exact: true,
             ..Block::default()
         },
         Ok(B::Object { hash: Some(_), .. }) => Block {
@@ -116,6 +128,7 @@ fn block(raw: &RawValue, tip: Option<u64>) -> Result<Block, String> {
             number: Some(n), ..
         }) => Block {
             need: number(n),
+            exact: true,
             ..Block::default()
         },
         // Let the node say what is wrong with it.
@@ -152,6 +165,7 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         params: None,
         need: None,
         kind,
+        at: None,
         confirm: None,
     };
     if m == "eth_getLogs" {
@@ -170,6 +184,8 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
             need: tip,
             rewrite: tip.map(hex),
             by_hash: false,
+            exact: true,
+            pending: false,
         },
         None => return Ok(plain),
     };
@@ -178,6 +194,8 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
     let past_tip = matches!((b.need, tip), (Some(n), Some(t)) if n > t);
     let kind = if b.by_hash || (past_tip && kind == Kind::Plain) {
         Kind::Lookup
+    } else if b.pending && m == "eth_getTransactionCount" {
+        Kind::PendingNonce
     } else {
         kind
     };
@@ -198,6 +216,7 @@ pub fn plan(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         params: params_text,
         need: b.need,
         kind,
+        at: if b.exact { b.need } else { None },
         confirm: None,
     })
 }
@@ -209,6 +228,7 @@ fn logs(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         params: None,
         need: None,
         kind: Kind::Plain,
+        at: None,
         confirm: None,
     };
     let Some(params) = call.positional() else {
@@ -229,6 +249,7 @@ fn logs(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         });
     }
     let mut need: Option<u64> = None;
+    let mut exact = true;
     let mut changed = false;
     for key in ["fromBlock", "toBlock"] {
         let text = f
@@ -244,6 +265,7 @@ fn logs(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
             changed = true;
         }
         need = need.max(b.need);
+        exact &= b.exact;
     }
     let confirm = match (need, tip) {
         (Some(n), Some(t)) if n > t => Some(n),
@@ -260,6 +282,8 @@ fn logs(call: &Call, tip: Option<u64>) -> Result<Plan, String> {
         params: rewritten,
         need,
         kind: Kind::Plain,
+        // The range's last block fixes every block before it.
+        at: if exact { need } else { None },
         confirm,
     })
 }

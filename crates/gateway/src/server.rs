@@ -3,6 +3,7 @@
 //! timeout, and on every other upstream that has the block when one answers "not found".
 
 use crate::access::{Caller, Limited};
+use crate::cache::{self, Found, Key};
 use crate::metrics::{self, Metrics, RequestLabels};
 use crate::pool::{Pool, Snapshot, Upstream};
 use crate::route::{self, Kind, Plan};
@@ -42,6 +43,8 @@ pub struct Policy {
     pub max_sockets_per_key: usize,
     /// Subscriptions per WebSocket connection.
     pub max_subscriptions: usize,
+    /// Memory for cached answers, bytes; 0: no cache.
+    pub cache_bytes: u64,
 }
 
 /// Namespaces that let a caller reshape the node, read its mempool or drive its consensus, and the
@@ -72,6 +75,10 @@ pub struct Shared {
     pub draining: std::sync::atomic::AtomicBool,
     /// Subscriptions and the canonical chain they follow.
     pub feeds: crate::feed::Feeds,
+    /// Answers that cannot change.
+    pub cache: crate::cache::Cache,
+    /// Transactions sent through the gateway, for reading them back.
+    pub writes: crate::writes::Writes,
 }
 
 type Http = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -472,12 +479,23 @@ async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -
         Ok(p) => p,
         Err(e) => return done(e, "refused"),
     };
+    let key = match cached(s, call, &plan) {
+        Ok(hit) => return hit,
+        Err(key) => key,
+    };
+    // A transaction sent through the gateway: first where it went.
+    let prefer = match call.method.as_str() {
+        "eth_getTransactionByHash" | "eth_getTransactionReceipt" => first_string(call)
+            .as_deref()
+            .and_then(|h| s.writes.holder(h)),
+        _ => None,
+    };
     let body = match (&plan.params, body) {
         (Some(p), _) => Bytes::from(call.to_json(Some(p))),
         (None, Some(b)) => b,
         (None, None) => Bytes::from(call.to_json(None)),
     };
-    let (bytes, u) = match exchange(w, &snapshot, &plan, body).await {
+    let (bytes, u) = match exchange(w, &snapshot, &plan, body, prefer).await {
         Ok(got) => got,
         Err(Miss::NotYet(n)) => {
             let tip = snapshot.tip.unwrap_or(0);
@@ -503,10 +521,56 @@ async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -
         }
     };
     let (bytes, outcome) = finish(w, caller, call, &plan, bytes, &u, &snapshot).await;
+    if let Some(k) = &key
+        && outcome == "ok"
+        && let Ok(a) = serde_json::from_slice::<Reply>(&bytes)
+        && let Some(r) = a.result
+    {
+        s.cache.put(k, r);
+    }
     Answered {
         text: Some(bytes),
         upstream: Some(u.label),
         outcome,
+    }
+}
+
+/// The first param when it is a string (a hash, an address).
+fn first_string(call: &Call) -> Option<String> {
+    let p = call.positional()?;
+    serde_json::from_str(p.first()?.get()).ok()
+}
+
+/// The cached answer to `call` (`Ok`), or how to keep the answer it gets (`Err`: its key, if any).
+fn cached(s: &Shared, call: &Call, plan: &Plan) -> Result<Answered, Option<Key>> {
+    if !s.cache.on() {
+        return Err(None);
+    }
+    let Some(key) = s.feeds.with_canon(|c| cache::key(call, plan, c)) else {
+        return Err(None);
+    };
+    let m = call.method.as_str();
+    match s.feeds.with_canon(|c| s.cache.get(&key, c)) {
+        Found::Hit(result) => {
+            s.metrics.cache(m, "hit");
+            let text = rpc::result(
+                call.id.as_deref(),
+                std::str::from_utf8(&result).unwrap_or("null"),
+            );
+            Ok(Answered {
+                text: Some(Bytes::from(text)),
+                upstream: Some("cache"),
+                outcome: "cached",
+            })
+        }
+        Found::Miss => {
+            s.metrics.cache(m, "miss");
+            Err(Some(key))
+        }
+        Found::Stale => {
+            s.metrics.cache(m, "stale");
+            Err(Some(key))
+        }
     }
 }
 
@@ -601,6 +665,7 @@ async fn exchange(
     snapshot: &Snapshot,
     plan: &Plan,
     body: Bytes,
+    prefer: Option<Arc<Upstream>>,
 ) -> Result<(Bytes, Arc<Upstream>), Miss> {
     let s = &w.shared;
     let sticky = plan.kind == Kind::Filter;
@@ -608,6 +673,12 @@ async fn exchange(
     if candidates.is_empty() && plan.need.is_some() {
         // A block past every head we know of (our heads are a poll old): the node answers for itself.
         candidates = s.pool.candidates(snapshot, None, sticky);
+    }
+    if let Some(p) = prefer
+        && let Some(at) = snapshot.upstreams.iter().position(|u| Arc::ptr_eq(u, &p))
+    {
+        candidates.retain(|&i| i != at);
+        candidates.insert(0, at);
     }
     let mut failures = 0;
     let mut last: Option<(Bytes, Arc<Upstream>)> = None;
@@ -720,6 +791,23 @@ async fn finish(
             }
         }
         Kind::SendRaw => send_raw(w, call, a, bytes.clone(), upstream, snapshot).await,
+        Kind::PendingNonce => {
+            // What this sender sent through the gateway counts, whichever node answers.
+            let answered = a
+                .result
+                .and_then(|r| serde_json::from_str::<&str>(r.get()).ok())
+                .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+            match (
+                answered,
+                first_string(call).and_then(|from| w.shared.writes.next_nonce(&from)),
+            ) {
+                (Some(got), Some(at_least)) if got < at_least => {
+                    let r = rpc::result(call.id.as_deref(), &format!("\"0x{at_least:x}\""));
+                    (Bytes::from(r), outcome)
+                }
+                _ => (bytes, outcome),
+            }
+        }
         _ => (bytes, outcome),
     }
 }
@@ -762,6 +850,23 @@ async fn send_raw(
             });
         }
     }
+    let remember = |hash: &str| {
+        if let Some((from, nonce)) = first_string(call)
+            .as_deref()
+            .and_then(crate::writes::sender_and_nonce)
+        {
+            w.shared.writes.record(from, nonce, hash, upstream.clone());
+        }
+    };
+    if a.error.is_none() {
+        let sent = a
+            .result
+            .and_then(|r| serde_json::from_str::<String>(r.get()).ok())
+            .or(hash.clone());
+        if let Some(h) = sent {
+            remember(&h);
+        }
+    }
     let (Some(e), Some(hash)) = (&a.error, hash) else {
         return (bytes, if a.error.is_some() { "error" } else { "ok" });
     };
@@ -779,6 +884,7 @@ async fn send_raw(
         .await
     };
     if known || same_tx_mined {
+        remember(&hash);
         let r = rpc::result(call.id.as_deref(), &format!("\"{hash}\""));
         return (Bytes::from(r), "ok");
     }
@@ -795,12 +901,16 @@ async fn batch(
 ) -> (Vec<Bytes>, Option<&'static str>) {
     let s = &w.shared;
     let snapshot = s.pool.snapshot();
-    let mut answers: Vec<Bytes> = Vec::new();
+    // Each answer in the order asked: known now (`Ok`, none for a notification), or the index of its
+    // request in `go`. Clients tell answers to repeated ids apart by their order.
+    let mut slots: Vec<Result<Option<Bytes>, usize>> = Vec::with_capacity(items.len());
     let mut go: Vec<(Call, Plan)> = Vec::new();
+    // How each of `go` may be cached.
+    let mut keys: Vec<Option<Key>> = Vec::new();
     for item in items {
         let call = match item {
             Err(e) => {
-                answers.push(Bytes::from(e));
+                slots.push(Ok(Some(Bytes::from(e))));
                 continue;
             }
             Ok(c) => c,
@@ -808,7 +918,17 @@ async fn batch(
         let refusal =
             refused(s, caller, &call).map_or_else(|| route::plan(&call, snapshot.tip), Err);
         match refusal {
-            Ok(plan) => go.push((call, plan)),
+            Ok(plan) => match cached(s, &call, &plan) {
+                Ok(hit) => {
+                    count(w, caller, &call.method, &hit, started);
+                    slots.push(Ok(hit.text.filter(|_| !call.is_notification())));
+                }
+                Err(key) => {
+                    slots.push(Err(go.len()));
+                    keys.push(key);
+                    go.push((call, plan));
+                }
+            },
             Err(e) => {
                 let a = Answered {
                     text: Some(Bytes::from(e)),
@@ -816,14 +936,21 @@ async fn batch(
                     outcome: "refused",
                 };
                 count(w, caller, &call.method, &a, started);
-                if !call.is_notification() {
-                    answers.extend(a.text);
-                }
+                slots.push(Ok(a.text.filter(|_| !call.is_notification())));
             }
         }
     }
+    let in_order = |mut asked: Vec<Option<Bytes>>| -> Vec<Bytes> {
+        slots
+            .into_iter()
+            .filter_map(|slot| match slot {
+                Ok(known) => known,
+                Err(i) => asked.get_mut(i).and_then(Option::take),
+            })
+            .collect()
+    };
     if go.is_empty() {
-        return (answers, None);
+        return (in_order(Vec::new()), None);
     }
     // Together: the highest block any of them needs; sticky if one is a filter call. A request whose
     // block must be confirmed first goes on its own.
@@ -839,6 +966,7 @@ async fn batch(
         } else {
             Kind::Plain
         },
+        at: None,
         confirm: None,
     };
     // Upstream, each request is asked under its index: the caller's ids may repeat, or be written in
@@ -857,7 +985,7 @@ async fn batch(
     let got = if together.is_empty() {
         Err(Miss::Unanswered)
     } else {
-        exchange(w, &snapshot, &plan, Bytes::from(body)).await
+        exchange(w, &snapshot, &plan, Bytes::from(body), None).await
     };
     let (bytes, upstream) = match got {
         Ok((b, u)) => (Some(b), Some(u)),
@@ -881,8 +1009,12 @@ async fn batch(
     let mine: Vec<Option<(String, bool)>> = go
         .iter()
         .zip(by_index)
-        .map(|((call, plan), r)| {
+        .zip(&keys)
+        .map(|(((call, plan), r), key)| {
             let r = r.filter(|r| verdict_of(plan, r) == Verdict::Keep)?;
+            if let (Some(k), None, Some(result)) = (key, r.error, r.result) {
+                s.cache.put(k, result);
+            }
             Some((r.with_id(call.id.as_deref()), r.error.is_some()))
         })
         .collect();
@@ -919,13 +1051,8 @@ async fn batch(
         count(w, caller, &call.method, &a, started);
         if call.is_notification() { None } else { a.text }
     });
-    answers.extend(
-        futures_util::future::join_all(each)
-            .await
-            .into_iter()
-            .flatten(),
-    );
-    (answers, upstream.map(|u| u.label))
+    let asked = futures_util::future::join_all(each).await;
+    (in_order(asked), upstream.map(|u| u.label))
 }
 
 #[cfg(test)]
@@ -958,6 +1085,7 @@ mod tests {
             params: None,
             need: Some(5),
             kind: Kind::Plain,
+            at: None,
             confirm: None,
         };
         let e = |m: &str| {
@@ -979,6 +1107,7 @@ mod tests {
             kind: Kind::Lookup,
             need: None,
             params: None,
+            at: None,
             confirm: None,
         };
         assert_eq!(

@@ -69,6 +69,9 @@ pub(crate) struct GatewayArgs {
     /// Subscriptions per WebSocket connection [config: gateway.max_subscriptions; default 100].
     #[arg(long)]
     max_subscriptions: Option<usize>,
+    /// Memory for cached answers, MiB; 0: no cache [config: gateway.cache_mb; default 64].
+    #[arg(long)]
+    cache_mb: Option<u64>,
     /// On SIGTERM, fail /health and keep serving this long before stopping, so that a load balancer
     /// stops sending first [config: gateway.drain_secs; default 0].
     #[arg(long)]
@@ -244,6 +247,7 @@ impl GatewayArgs {
                 trusted_proxies: trusted,
                 max_sockets_per_key: self.max_sockets_per_key.unwrap_or(c.max_sockets_per_key),
                 max_subscriptions: self.max_subscriptions.unwrap_or(c.max_subscriptions),
+                cache_bytes: self.cache_mb.unwrap_or(c.cache_mb).saturating_mul(1 << 20),
             },
             keys,
             default_rate: rate(rate_per_sec, burst),

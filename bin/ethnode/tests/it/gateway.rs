@@ -269,14 +269,20 @@ async fn real_clients_through_the_gateway_and_every_bad_input_answered() {
 
 /// A parent anvil that mines only when told (three blocks in), a fork of it frozen at that head
 /// (`anvil --fork-url PARENT --no-mining`), and a gateway over both with `--max-lag-blocks 2`: the nodes,
-/// the gateway, the parent's URL, both ports and the gateway's URL.
+/// the gateway (without a cache unless `cache`), the parent's URL, both ports and the gateway's URL.
 pub async fn parent_and_fork(
     dir: &std::path::Path,
+    cache: bool,
 ) -> ([Proc; 2], Ethnode, String, (u16, u16), String) {
     let (parent_proc, p, parent) = node(&["--no-mining"]).await;
     rpc(&parent, "anvil_mine", json!(["0x3"])).await.unwrap();
     let (fork_proc, f, fork) = node(&["--no-mining", "--fork-url", &parent]).await;
-    let (g, url) = gateway(dir, &[parent.clone(), fork], &["--max-lag-blocks", "2"]).await;
+    let mut extra = vec!["--max-lag-blocks", "2"];
+    if !cache {
+        // Every answer from a node: what these tests check is which one.
+        extra.extend(["--cache-mb", "0"]);
+    }
+    let (g, url) = gateway(dir, &[parent.clone(), fork], &extra).await;
     ([parent_proc, fork_proc], g, parent, (p, f), url)
 }
 
@@ -285,7 +291,7 @@ pub async fn parent_and_fork(
 #[tokio::test]
 async fn a_lagging_node_gets_no_traffic() {
     let dir = tempfile::tempdir().unwrap();
-    let (_nodes, _g, parent, (p, f), url) = parent_and_fork(dir.path()).await;
+    let (_nodes, _g, parent, (p, f), url) = parent_and_fork(dir.path(), false).await;
     let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
     let (pp, fp) = (format!(":{p}"), format!(":{f}"));
     // At the same head, both answer.
@@ -340,7 +346,8 @@ async fn a_fallback_serves_when_no_node_is_at_head() {
     // The node: nothing listens there.
     let dead = format!("http://127.0.0.1:{}/", free_port());
     let (_g, url) = gateway(dir.path(), &[dead], &["--fallback", &provider]).await;
-    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    // Not one the cache keeps: each is the fallback's answer.
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_gasPrice","params":[]}"#;
     wait_for("the fallback serves", Duration::from_secs(20), || async {
         (post(&url, None, call).await.0 == 200).then_some(())
     })
@@ -488,7 +495,7 @@ pub fn result_number(body: &str) -> Option<u64> {
 #[tokio::test]
 async fn latest_logs_and_new_blocks_only_from_a_node_that_has_them() {
     let dir = tempfile::tempdir().unwrap();
-    let (_nodes, _g, parent, (p, f), url) = parent_and_fork(dir.path()).await;
+    let (_nodes, _g, parent, (p, f), url) = parent_and_fork(dir.path(), false).await;
     let fork = format!("http://127.0.0.1:{f}/");
     let (pp, fp) = (format!(":{p}"), format!(":{f}"));
     let latest =

@@ -3,7 +3,7 @@
 //! clients that leave no upstream subscription behind (counted by a WebSocket proxy in front of the node),
 //! a real reorg seen by subscribers and by the cache, and a send followed at once by its reads.
 
-use crate::gateway::{Proc, forwarder, gateway, node, serving};
+use crate::gateway::{Proc, forwarder, gateway, node, post, serving};
 use crate::harness::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
@@ -206,7 +206,7 @@ async fn subscriptions_lose_nothing_when_each_upstream_dies_in_turn() {
         tokio::spawn(async move {
             let mut n = 0u64;
             while sending.load(Ordering::Relaxed) {
-                let from = if n % 2 == 0 { ALICE } else { BOB };
+                let from = if n.is_multiple_of(2) { ALICE } else { BOB };
                 rpc(
                     &direct,
                     "eth_sendTransaction",
@@ -491,4 +491,300 @@ async fn a_thousand_clients_leave_no_upstream_subscription_behind() {
     )
     .await;
     assert!(gone.contains(r#"ethnode_gateway_subscriptions{kind="logs"} 0"#));
+}
+
+/// `post`'s answer as JSON, and who answered (`cache` for a cached answer).
+async fn ask(url: &str, method: &str, params: Value) -> (Value, String) {
+    let body = json!({"jsonrpc":"2.0","id":1,"method":method,"params":params}).to_string();
+    let (code, text, upstream) = post(url, None, body).await;
+    assert_eq!(code, 200, "{method}: {text}");
+    let v: Value = serde_json::from_str(&text).unwrap();
+    (v["result"].clone(), upstream.unwrap_or_default())
+}
+
+/// A real reorg (`anvil_reorg`: the last two blocks, each with a logged transaction, replaced by empty
+/// ones) while subscribers listen and the cache holds answers about those blocks: the subscribers hear
+/// the new branch, parent-linked, and the removed blocks' logs again with `removed: true`; every cached
+/// answer is the new branch's afterwards, exactly what the node says.
+#[tokio::test]
+async fn a_reorg_reaches_subscribers_and_no_cached_answer_outlives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_anvil, _, direct) = node(&[]).await;
+    let emitter = deploy_emitter(&direct).await;
+    let (_g, url) = gateway(dir.path(), std::slice::from_ref(&direct), &[]).await;
+    serving(
+        &url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#,
+    )
+    .await;
+    wait_for(
+        "the feed follows the node",
+        Duration::from_secs(20),
+        || async { feed_upstream(&url).await },
+    )
+    .await;
+    let mut h = ws(&url).await;
+    subscribe(&mut h, json!(["newHeads"])).await;
+    let heads = listen(h);
+    let mut l = ws(&url).await;
+    subscribe(&mut l, json!(["logs", {"address": emitter}])).await;
+    let logs = listen(l);
+    // Four blocks (anvil mines each transaction at once), each with one log.
+    let mut txs = Vec::new();
+    for _ in 0..4 {
+        let tx = rpc(
+            &direct,
+            "eth_sendTransaction",
+            json!([{"from": ALICE, "to": emitter}]),
+        )
+        .await
+        .unwrap();
+        txs.push(tx.as_str().unwrap().to_owned());
+    }
+    let top = quantity(&rpc(&direct, "eth_blockNumber", json!([])).await.unwrap());
+    wait_for("the logs are heard", Duration::from_secs(20), || async {
+        (logs.lock().unwrap().notes.len() >= 4 && heads_of(&heads).last().map(|h| h.0) == Some(top))
+            .then_some(())
+    })
+    .await;
+    // Warm the cache: each asked twice, the second answer from the cache.
+    let n = |k: u64| format!("0x{k:x}");
+    let range = json!([{"fromBlock": n(top - 3), "toBlock": n(top), "address": emitter}]);
+    let reads: Vec<(&str, Value)> = vec![
+        ("eth_getBlockByNumber", json!([n(top), false])),
+        ("eth_getBlockByNumber", json!([n(top - 1), false])),
+        ("eth_getTransactionReceipt", json!([txs[3]])),
+        ("eth_getTransactionByHash", json!([txs[2]])),
+        ("eth_getLogs", range.clone()),
+        ("eth_getBalance", json!([ALICE, "latest"])),
+        ("eth_getBlockByNumber", json!(["latest", false])),
+    ];
+    for (m, p) in &reads {
+        let (first, _) = ask(&url, m, p.clone()).await;
+        assert!(!first.is_null(), "{m}");
+        let (again, who) = ask(&url, m, p.clone()).await;
+        assert_eq!(who, "cache", "{m} {p} was not cached");
+        assert_eq!(again, first);
+    }
+    let old_top = heads_of(&heads).last().unwrap().1.clone();
+    rpc(&direct, "anvil_reorg", json!([2, []])).await.unwrap();
+    let new_top = rpc(&direct, "eth_getBlockByNumber", json!(["latest", false]))
+        .await
+        .unwrap()["hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(new_top, old_top);
+    wait_for(
+        "the subscriber hears the new branch",
+        Duration::from_secs(20),
+        || async {
+            heads_of(&heads)
+                .iter()
+                .any(|h| h.1 == new_top)
+                .then_some(())
+        },
+    )
+    .await;
+    let list = heads_of(&heads);
+    let at = list.iter().position(|h| h.1 == old_top).unwrap();
+    let branch = &list[at + 1..];
+    assert_eq!(
+        branch.iter().map(|h| h.0).collect::<Vec<_>>(),
+        vec![top - 1, top],
+        "the new branch's heads, from the fork point: {list:?}"
+    );
+    assert_eq!(
+        branch[0].2,
+        list[at - 2].1,
+        "the branch joins at its parent"
+    );
+    assert_eq!(branch[1].2, branch[0].1);
+    wait_for(
+        "the removed logs are heard",
+        Duration::from_secs(20),
+        || async { (logs.lock().unwrap().notes.len() >= 6).then_some(()) },
+    )
+    .await;
+    let notes: Vec<Value> = logs
+        .lock()
+        .unwrap()
+        .notes
+        .iter()
+        .map(|(_, r)| r.clone())
+        .collect();
+    assert_eq!(notes.len(), 6, "{notes:?}");
+    let removed: Vec<(u64, &str, bool)> = notes[4..]
+        .iter()
+        .map(|r| {
+            (
+                quantity(&r["blockNumber"]),
+                r["transactionHash"].as_str().unwrap(),
+                r["removed"] == json!(true),
+            )
+        })
+        .collect();
+    assert_eq!(
+        removed,
+        vec![
+            (top - 1, txs[2].as_str(), true),
+            (top, txs[3].as_str(), true)
+        ],
+        "the logs of the removed blocks, again, removed, oldest first"
+    );
+    // Every answer now is the node's, from the new branch.
+    for (m, p) in &reads {
+        let (now, who) = ask(&url, m, p.clone()).await;
+        let want = rpc(&direct, m, p.clone()).await.unwrap_or(Value::Null);
+        assert_eq!(
+            now, want,
+            "{m} {p} (answered by {who}) is not the node's answer after the reorg"
+        );
+    }
+    let (block, _) = ask(&url, "eth_getBlockByNumber", json!([n(top), false])).await;
+    assert_eq!(block["hash"], json!(new_top));
+    let metrics = get_text(&format!("{url}metrics")).await.unwrap();
+    assert!(
+        metrics.contains("ethnode_gateway_feed_reorgs_total 1"),
+        "{metrics}"
+    );
+}
+
+/// anvil's well-known dev keys 1-6 (from its default mnemonic).
+const KEYS: [&str; 6] = [
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+];
+
+fn cast(args: &[&str]) -> String {
+    let out = std::process::Command::new(tool("cast"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "cast {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Two nodes at different heights (a parent that mines when told and a fork of it frozen a block
+/// behind): each transaction sent through the gateway is read back at once, many times, whichever node
+/// each read goes to: the pending nonce counts it, the transaction is found, and once mined its receipt
+/// is found, although the other node knows nothing of it.
+#[tokio::test]
+async fn a_send_is_read_back_at_once_from_nodes_at_different_heights() {
+    let dir = tempfile::tempdir().unwrap();
+    let (nodes, _g, parent, (p, f), url) = crate::gateway::parent_and_fork(dir.path(), true).await;
+    let _nodes = nodes;
+    let fork = format!("http://127.0.0.1:{f}/");
+    rpc(&parent, "anvil_mine", json!(["0x1"])).await.unwrap();
+    let both = || async {
+        let h: Value = reqwest::get(format!("{url}health"))
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (h["eligible"] == json!(2) && h["tip"] == json!(4)).then_some(())
+    };
+    wait_for(
+        "both nodes serve, one a block behind",
+        Duration::from_secs(20),
+        both,
+    )
+    .await;
+    let mut went = HashMap::new();
+    let mut shown = 0;
+    let mut mined = Vec::new();
+    for key in KEYS {
+        let from = cast(&["wallet", "address", "--private-key", key]).to_ascii_lowercase();
+        let raw = cast(&[
+            "mktx",
+            "--private-key",
+            key,
+            "--nonce",
+            "0",
+            "--chain",
+            "31337",
+            "--gas-limit",
+            "21000",
+            "--gas-price",
+            "5000000000",
+            "--priority-gas-price",
+            "1",
+            "--value",
+            "1",
+            ALICE,
+        ]);
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"eth_sendRawTransaction","params":[raw]});
+        let (code, text, upstream) = post(&url, None, body.to_string()).await;
+        assert_eq!(code, 200, "{text}");
+        let hash = serde_json::from_str::<Value>(&text).unwrap()["result"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{text}"))
+            .to_owned();
+        let upstream = upstream.unwrap();
+        let took_parent = upstream.contains(&format!(":{p}"));
+        *went.entry(took_parent).or_insert(0) += 1;
+        // The node that did not take it says nonce 0: what a balancer alone would answer.
+        let other = if took_parent { &fork } else { &parent };
+        if quantity(
+            &rpc(other, "eth_getTransactionCount", json!([from, "pending"]))
+                .await
+                .unwrap(),
+        ) == 0
+        {
+            shown += 1;
+        }
+        for _ in 0..10 {
+            let (nonce, _) = ask(&url, "eth_getTransactionCount", json!([from, "pending"])).await;
+            assert!(
+                quantity(&nonce) >= 1,
+                "{from}: pending nonce {nonce} after a send"
+            );
+            let (tx, _) = ask(&url, "eth_getTransactionByHash", json!([hash])).await;
+            assert_eq!(
+                tx["hash"],
+                json!(hash),
+                "the transaction just sent is not found"
+            );
+        }
+        if took_parent {
+            mined.push(hash);
+        }
+    }
+    // The parent mines them (now two blocks ahead of the fork, still within its lag).
+    rpc(&parent, "anvil_mine", json!(["0x1"])).await.unwrap();
+    for hash in &mined {
+        for _ in 0..10 {
+            let (r, _) = ask(&url, "eth_getTransactionReceipt", json!([hash])).await;
+            assert_eq!(
+                r["transactionHash"],
+                json!(hash),
+                "its receipt is not found"
+            );
+        }
+        let r = rpc(&fork, "eth_getTransactionReceipt", json!([hash])).await;
+        assert_eq!(
+            r,
+            Some(Value::Null),
+            "the fork knows it: the test shows nothing"
+        );
+    }
+    assert_eq!(
+        went.len(),
+        2,
+        "the sends did not go to both nodes: {went:?}"
+    );
+    assert!(
+        shown > 0,
+        "no node ever lacked a transaction: the test shows nothing"
+    );
 }
