@@ -36,6 +36,11 @@ use tokio_tungstenite::tungstenite::Message as UpMessage;
 /// Canonical heads kept: how deep a reorg or a gap can be repaired (and checked by the cache).
 pub const KEEP: usize = 256;
 
+/// The delivered logs of this many recent heads are kept, to be sent again as removed if a reorg takes
+/// their block: deeper than any reorg of a finalizing chain (finality comes within 64-95 blocks), and
+/// bounded on mainnet (~500 logs a block) when a client subscribes to every log.
+pub const KEEP_LOGS: usize = 64;
+
 /// A client subscription's id (the gateway's own; random per connection).
 pub(crate) type SubId = u128;
 
@@ -798,6 +803,9 @@ impl Hub {
         }
         while self.chain.len() > KEEP {
             self.chain.pop_front();
+        }
+        for old in self.chain.iter_mut().rev().skip(KEEP_LOGS) {
+            old.logs = Vec::new();
         }
         // The cache sees the new chain before any subscriber hears of it: a client that reads after a
         // head it was told of never gets an answer from the branch that head replaced.

@@ -50,6 +50,7 @@ pub struct Metrics {
     feed_logs_retries: Counter,
     subscriptions: Family<KindLabel, Gauge>,
     cache: Family<CacheLabels, Counter>,
+    slow_clients: Counter,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -190,7 +191,14 @@ impl Metrics {
             "Cache lookups by method and outcome (hit, miss, stale: found but from a block no longer canonical)",
             cache.clone(),
         );
+        let slow_clients = Counter::default();
+        registry.register(
+            "slow_clients",
+            "WebSocket clients closed (4008) because they did not read what they were sent",
+            slow_clients.clone(),
+        );
         Self {
+            slow_clients,
             registry,
             requests,
             latency,
@@ -249,6 +257,11 @@ impl Metrics {
                 .get_or_create(&KindLabel { kind })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Counts a client closed as too slow.
+    pub fn slow_client(&self) {
+        self.slow_clients.inc();
     }
 
     /// Counts a cache lookup.

@@ -53,6 +53,8 @@ pub(crate) fn admit(caller: &Arc<Caller>, max: usize) -> Result<Counted, String>
 pub(crate) struct Out {
     tx: mpsc::Sender<Message>,
     close: Arc<std::sync::Mutex<Option<oneshot::Sender<Message>>>>,
+    /// For counting clients closed as too slow.
+    shared: Arc<crate::Shared>,
 }
 
 impl Out {
@@ -61,26 +63,31 @@ impl Out {
         if self.tx.try_send(Message::Text(text.into())).is_ok() {
             return true;
         }
-        self.close(
+        if self.close(
             TOO_SLOW,
             "too slow: answers and notifications were not read; reconnect and read faster",
-        );
+        ) {
+            self.shared.metrics.slow_client();
+        }
         false
     }
 
-    /// Closes the connection with `code` and `reason`, ahead of anything buffered.
-    fn close(&self, code: u16, reason: &str) {
+    /// Closes the connection with `code` and `reason`, ahead of anything buffered; false when it was
+    /// closed already.
+    fn close(&self, code: u16, reason: &str) -> bool {
         let taken = self
             .close
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        if let Some(tx) = taken {
-            let _ = tx.send(Message::Close(Some(CloseFrame {
-                code,
-                reason: reason.to_owned().into(),
-            })));
-        }
+        let Some(tx) = taken else {
+            return false;
+        };
+        let _ = tx.send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.to_owned().into(),
+        })));
+        true
     }
 
     fn closed(&self) -> bool {
@@ -104,6 +111,7 @@ pub(crate) async fn session(
     let out = Out {
         tx,
         close: Arc::new(std::sync::Mutex::new(Some(close_tx))),
+        shared: w.shared.clone(),
     };
     let timeout = w.shared.policy.timeout;
     let mut writer = tokio::spawn(async move {

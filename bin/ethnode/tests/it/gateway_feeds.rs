@@ -788,3 +788,111 @@ async fn a_send_is_read_back_at_once_from_nodes_at_different_heights() {
         "no node ever lacked a transaction: the test shows nothing"
     );
 }
+
+/// Init code of a contract whose every call logs 20,000 events (`LOG1` with the caller as topic) in a
+/// loop: runtime `PUSH2 20000; JUMPDEST; CALLER PUSH1 0 PUSH1 0 LOG1; PUSH1 1 SWAP1 SUB; DUP1 PUSH1 3
+/// JUMPI; STOP`, returned by `PUSH19 runtime PUSH1 0 MSTORE PUSH1 19 PUSH1 13 RETURN`.
+const FLOOD: &str = "0x72614e205b3360006000a16001900380600357006000526013600df3";
+
+/// A subscriber that stops reading while one block brings it 20,000 logs: the gateway closes it with
+/// 4008 and a reason once its buffer is full; what it was sent before is every log in order from the
+/// first, nothing skipped; its subscription is freed.
+#[tokio::test]
+async fn a_subscriber_that_does_not_read_is_closed_with_a_reason_not_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_anvil, _, direct) = node(&[]).await;
+    let tx = rpc(
+        &direct,
+        "eth_sendTransaction",
+        json!([{"from": ALICE, "data": FLOOD}]),
+    )
+    .await
+    .unwrap();
+    let flood = rpc(&direct, "eth_getTransactionReceipt", json!([tx]))
+        .await
+        .unwrap()["contractAddress"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_g, url) = gateway(dir.path(), std::slice::from_ref(&direct), &[]).await;
+    serving(
+        &url,
+        None,
+        r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#,
+    )
+    .await;
+    wait_for(
+        "the feed follows the node",
+        Duration::from_secs(20),
+        || async { feed_upstream(&url).await },
+    )
+    .await;
+    // A small receive buffer: the kernel holds little of what the client does not read.
+    let addr: std::net::SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let tcp = tokio_tungstenite::MaybeTlsStream::Plain(tcp);
+    let (mut client, _) = tokio_tungstenite::client_async(url.replacen("http", "ws", 1), tcp)
+        .await
+        .unwrap();
+    subscribe(&mut client, json!(["logs", {"address": flood}])).await;
+    rpc(
+        &direct,
+        "eth_sendTransaction",
+        json!([{"from": ALICE, "to": flood}]),
+    )
+    .await
+    .unwrap();
+    wait_for(
+        "the gateway gives up on the client",
+        Duration::from_secs(30),
+        || async {
+            let m = get_text(&format!("{url}metrics")).await?;
+            m.contains("ethnode_gateway_slow_clients_total 1")
+                .then_some(())
+        },
+    )
+    .await;
+    let mut indexes = Vec::new();
+    let close = loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), client.next())
+            .await
+            .expect("neither logs nor a close")
+            .expect("the socket ended without a close frame")
+            .unwrap();
+        match m {
+            Message::Text(t) => {
+                let v: Value = serde_json::from_str(t.as_str()).unwrap();
+                indexes.push(quantity(&v["params"]["result"]["logIndex"]));
+            }
+            Message::Close(c) => break c.expect("a close without a code"),
+            _ => {}
+        }
+    };
+    assert_eq!(u16::from(close.code), 4008, "{close:?}");
+    assert!(close.reason.contains("too slow"), "{close:?}");
+    assert!(
+        !indexes.is_empty() && indexes.len() < 20_000,
+        "{} logs before the close",
+        indexes.len()
+    );
+    assert!(
+        indexes.iter().enumerate().all(|(i, &n)| n == i as u64),
+        "logs skipped before the close"
+    );
+    wait_for(
+        "the subscription is freed",
+        Duration::from_secs(20),
+        || async {
+            let m = get_text(&format!("{url}metrics")).await?;
+            m.contains(r#"ethnode_gateway_subscriptions{kind="logs"} 0"#)
+                .then_some(())
+        },
+    )
+    .await;
+}
