@@ -2,8 +2,10 @@
 # Gateway overhead, measured (not a test): the same fixed-answer upstream reached directly, through nginx
 # (`proxy_pass` with upstream keepalive, Debian's package), through blutgang (crates.io) and through the
 # ethnode gateway, loaded by wrk with a Lua POST script on loopback: 1 connection for latency, 32 for
-# throughput, single requests and batches of 20; each cell the median of ROUNDS runs. Then failover under
-# load: two anvil upstreams, 200 req/s through the gateway, one anvil killed.
+# throughput, single requests, batches of 20, and a cacheable request (a final block by number) that the
+# gateway and blutgang answer from their caches; each cell the median of ROUNDS runs. Then failover under load
+# (two anvil upstreams, 200 req/s through the gateway, one anvil killed) and subscription fan-out (1,000
+# WebSocket clients on newHeads through the gateway, an anvil mining every 250 ms).
 # Needs wrk and nginx (apt-get install wrk nginx-light), anvil (scripts/tools.sh), and optionally
 # blutgang (cargo install blutgang; or BLUTGANG=/path/to/blutgang).
 # Usage: scripts/bench-gateway.sh [SECONDS per run, default 10] [ROUNDS, default 3]
@@ -13,7 +15,7 @@ secs=${1:-10}
 rounds=${2:-3}
 for t in wrk nginx; do command -v $t >/dev/null || { echo "error: $t is needed (apt-get install wrk nginx-light)" >&2; exit 1; }; done
 blutgang=${BLUTGANG:-$(command -v blutgang || true)}
-cargo build --release --quiet -p ethnode-gateway --example fixed_upstream --example gateway --example load
+cargo build --release --quiet -p ethnode-gateway --example fixed_upstream --example gateway --example load --example fanout
 bin=target/release/examples
 work=$(mktemp -d)
 pids=()
@@ -93,6 +95,9 @@ LUA
 }
 printf '%s' "$single" > "$work/single.json"; lua single
 printf '%s' "$batch" > "$work/batch.json"; lua batch
+# A final block by number: what blutgang caches (a request with a block number) and the gateway too.
+cached='{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0x5",false]}'
+printf '%s' "$cached" > "$work/cached.json"; lua cached
 
 # Ready: each target answers (the gateway once its first head poll found the upstream).
 for t in $targets; do
@@ -115,7 +120,7 @@ median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 # name port body -> "p50 p99 rps", each the median over the rounds (latency runs and throughput runs
 # interleaved across targets by the caller, so that a noisy moment does not hit one target only).
 declare -A P50 P99 RPS
-for body in single batch; do
+for body in single batch cached; do
   for r in $(seq 1 "$rounds"); do
     for t in $targets; do
       name=${t%%:*} port=${t##*:}
@@ -126,25 +131,39 @@ for body in single batch; do
   done
 done
 
-echo "| request | target | p50 µs (1 conn) | p99 µs (1 conn) | added p50 | added p99 | req/s (32 conns) | × direct | × nginx |"
-echo "|---|---|---|---|---|---|---|---|---|"
-for body in single batch; do
+echo "| request | target | p50 µs (1 conn) | p99 µs (1 conn) | added p50 | added p99 | req/s (32 conns) | × direct | × nginx | × blutgang |"
+echo "|---|---|---|---|---|---|---|---|---|---|"
+label() { case $1 in batch) echo 'batch of 20';; cached) echo 'cached (final block by number)';; *) echo single;; esac; }
+for body in single batch cached; do
   med() { tr ' ' '\n' <<<"${1% }" | median; }
   d50=$(med "${P50[$body,direct]}") d99=$(med "${P99[$body,direct]}") drps=$(med "${RPS[$body,direct]}") nrps=$(med "${RPS[$body,nginx]}")
+  brps=$([[ -n $blutgang ]] && med "${RPS[$body,blutgang]}" || echo 0)
   for t in $targets; do
     name=${t%%:*}
     p50=$(med "${P50[$body,$name]}") p99=$(med "${P99[$body,$name]}") rps=$(med "${RPS[$body,$name]}")
     # wrk counts any answer: a target that does not answer the body with 20 results is not timed.
     if [[ $body == batch ]] && [[ $(curl -s -m 5 -H 'Authorization: Bearer bench' -H 'Content-Type: application/json' -d "$batch" "http://127.0.0.1:${t##*:}/" | grep -o '"result"' | wc -l) -ne 20 ]] \
       || awk -v a="$p50" -v b="$rps" 'BEGIN { exit !(a + 0 == 0 || b + 0 == 0) }'; then
-      echo "| $([ $body = batch ] && echo 'batch of 20' || echo single) | $name | does not answer it with results: not timed | | | | | | |"
+      echo "| $(label $body) | $name | does not answer it with results: not timed | | | | | | | |"
       continue
     fi
-    awk -v b="$body" -v n="$name" -v p50="$p50" -v p99="$p99" -v d50="$d50" -v d99="$d99" -v rps="$rps" -v drps="$drps" -v nrps="$nrps" \
-      'BEGIN { printf "| %s | %s | %.0f | %.0f | %+.0f | %+.0f | %.0f | %.2f | %.2f |\n", (b=="batch"?"batch of 20":"single"), n, p50, p99, p50-d50, p99-d99, rps, rps/drps, rps/nrps }'
+    awk -v b="$(label $body)" -v n="$name" -v p50="$p50" -v p99="$p99" -v d50="$d50" -v d99="$d99" -v rps="$rps" -v drps="$drps" -v nrps="$nrps" -v brps="$brps" \
+      'BEGIN { printf "| %s | %s | %.0f | %.0f | %+.0f | %+.0f | %.0f | %.2f | %.2f | %s |\n", b, n, p50, p99, p50-d50, p99-d99, rps, rps/drps, rps/nrps, (brps+0 > 0 ? sprintf("%.2f", rps/brps) : "—") }'
   done
 done
-[[ -n $blutgang ]] || echo "| | blutgang | not installed (cargo install blutgang) | | | | | | |"
+[[ -n $blutgang ]] || echo "| | blutgang | not installed (cargo install blutgang) | | | | | | | |"
+# A cache answers without the upstream: how many of 200 cached requests reached it, per target.
+count() { curl -s -H 'Content-Type: application/json' -d '{"jsonrpc":"2.0","id":1,"method":"bench_requests"}' "http://127.0.0.1:$up/" | grep -o '"result":[0-9]*' | cut -d: -f2; }
+reached=""
+for t in $targets; do
+  [[ ${t%%:*} == direct || ${t%%:*} == nginx ]] && continue
+  c0=$(count)
+  for _ in $(seq 1 200); do curl -s -o /dev/null -H 'Authorization: Bearer bench' -H 'Content-Type: application/json' -d "$cached" "http://127.0.0.1:${t##*:}/"; done
+  c1=$(count)
+  reached+="${t%%:*} $((c1 - c0 - 1)), "
+done
+echo
+echo "(cached requests that reached the upstream, of 200; head polls included: ${reached%, })"
 echo
 echo "($(date -u +%Y-%m-%d), $(nproc) cores, $(uname -m), ${secs}s per run, median of $rounds; wrk $(wrk -v 2>&1 | head -1 | awk '{print $2}'), $(nginx -v 2>&1 | sed 's/.*\///')${blutgang:+, blutgang $("$blutgang" --version 2>/dev/null | grep -o '[0-9][0-9.]*' | head -1)})"
 
@@ -167,4 +186,16 @@ if [[ -x $anvil ]]; then
   echo "| failover under load (200 req/s, one of two anvils SIGKILLed) | requests | failed | killed upstream out of rotation after |"
   echo "|---|---|---|---|"
   echo "| gateway | $sent | $failed | ${out} ms |"
+
+  # Fan-out: 1,000 clients on newHeads through the gateway, 40 blocks mined 250 ms apart.
+  a3=32121 gw3=32122
+  "$anvil" --port $a3 --no-mining >/dev/null & pids+=($!)
+  for _ in $(seq 1 100); do curl -sf -H 'Content-Type: application/json' -d "$single" "http://127.0.0.1:$a3/" | grep -q result && break; sleep 0.1; done
+  "$bin/gateway" $gw3 "http://127.0.0.1:$a3/" & gwpid=$!; pids+=($gwpid)
+  for _ in $(seq 1 100); do curl -sf "http://127.0.0.1:$gw3/health" | grep -q '"eligible":1' && break; sleep 0.1; done
+  read -r p50 p99 l50 l99 kib got want cpu <<<"$("$bin/fanout" "ws://127.0.0.1:$gw3/v1/bench" "ws://127.0.0.1:$a3/" $gwpid 1000 40)"
+  echo
+  echo "| fan-out: 1,000 clients on newHeads | delivered | p50 µs | p99 µs | to the last client p50 µs | p99 µs | memory per client | gateway CPU per delivery |"
+  echo "|---|---|---|---|---|---|---|---|"
+  echo "| gateway | $got of $want | $p50 | $p99 | $l50 | $l99 | ${kib} KiB | ${cpu} µs |"
 fi

@@ -1,10 +1,11 @@
 //! A JSON-RPC upstream that answers instantly with a fixed result (echoing the request's id), for the
-//! gateway benchmark: `cargo run --release --example fixed_upstream -- PORT`. `eth_getBlockByNumber`
-//! gets a block whose timestamp is an hour ahead, so the gateway's head tracker keeps it eligible for the
-//! whole run; anything else gets `"0x1"`.
+//! gateway benchmark: `cargo run --release --example fixed_upstream -- PORT`. `eth_getBlockByNumber` and
+//! `eth_getBlockByHash` get a block whose timestamp is an hour ahead, so the gateway's head tracker keeps
+//! it eligible for the whole run; `bench_requests` gets how many requests (batch items counted) it has
+//! answered, so that the benchmark can tell a cache from a forwarder; anything else gets `"0x1"`. Its
+//! WebSocket confirms subscriptions and sends nothing.
 
 use axum::body::Bytes;
-use axum::routing::post;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -39,18 +40,41 @@ async fn main() {
         .and_then(|p| p.parse().ok())
         .expect("usage: fixed_upstream PORT");
     let block: &'static str = Box::leak(block().into_boxed_str());
+    static ANSWERED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let answer = move |r: &Req| {
         let id = r.id.map_or("null", |i| i.get());
-        let result = if r.method == "eth_getBlockByNumber" {
+        let n = ANSWERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if r.method == "bench_requests" {
+            return format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{n}}}"#);
+        }
+        // By hash too: the cached row asks for a block by hash (a realistic answer's size).
+        let result = if matches!(r.method, "eth_getBlockByNumber" | "eth_getBlockByHash") {
             block
         } else {
             "\"0x1\""
         };
         format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{result}}}"#)
     };
+    // A WebSocket that confirms subscriptions and never notifies (the head never moves): the gateway's
+    // feed follows it, so that its cache knows the head and the finalized block (this same block).
+    let subscriptions = axum::routing::get(|ws: axum::extract::ws::WebSocketUpgrade| async move {
+        ws.on_upgrade(|mut socket| async move {
+            use axum::extract::ws::Message;
+            while let Some(Ok(Message::Text(t))) = socket.recv().await {
+                let Ok(r) = serde_json::from_str::<Req>(t.as_str()) else {
+                    continue;
+                };
+                let id = r.id.map_or("null", |i| i.get());
+                let a = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":"0x1"}}"#);
+                if socket.send(Message::Text(a.into())).await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let app = axum::Router::new().route(
         "/",
-        post(move |body: Bytes| async move {
+        subscriptions.post(move |body: Bytes| async move {
             // A batch gets an array of answers, as a node gives.
             let text = if let Ok(batch) = serde_json::from_slice::<Vec<Req>>(&body) {
                 format!(

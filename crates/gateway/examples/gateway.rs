@@ -33,7 +33,8 @@ async fn main() {
             debug_header: false,
             broadcast: false,
             trusted_proxies: Vec::new(),
-            max_sockets_per_key: 100,
+            // The fan-out benchmark's thousand clients share the one key.
+            max_sockets_per_key: 100_000,
             max_subscriptions: 100,
             // CACHE_MB=0 measures forwarding alone.
             cache_bytes: std::env::var("CACHE_MB")

@@ -50,6 +50,15 @@ pub struct Key {
     pub text: String,
     /// Its answer names a block (a transaction, a receipt): checked on every hit.
     pub anchored: bool,
+    /// The block (number, canonical hash) the key names by hash: still canonical when the answer is
+    /// kept, and the answer must be that block's.
+    pub block: Option<(u64, String)>,
+    /// Params to send instead, naming the block by hash (state reads, EIP-1898), so that the answer is
+    /// that block's whichever node gives it.
+    pub send: Option<String>,
+    /// The answer says which block it is from (a block, a transaction in it, its receipts): kept only when
+    /// that is `block`.
+    pub names_block: bool,
 }
 
 /// What a lookup found.
@@ -107,13 +116,23 @@ impl Cache {
         }
     }
 
-    /// Keeps `result` (JSON text) under `key` when it is one to keep: not `null`, and for an anchored key
-    /// one that names its block.
-    pub fn put(&self, key: &Key, result: &RawValue) {
+    /// Keeps `result` (JSON text) under `key` when it is one to keep: not `null`; for an anchored key one
+    /// that names its block; for a key by block hash, that block still canonical and, where the answer
+    /// names its block, that one.
+    pub fn put(&self, key: &Key, result: &RawValue, canon: &Canon) {
         let Some(c) = &self.inner else { return };
         let text = result.get();
         if text == "null" {
             return;
+        }
+        if let Some((n, hash)) = &key.block {
+            // The chain may have moved while the request was out.
+            if !(canon.live && canon.hash(*n) == Some(hash.as_str())) {
+                return;
+            }
+            if key.names_block && !from_block(text).is_some_and(|h| h.eq_ignore_ascii_case(hash)) {
+                return;
+            }
         }
         let anchor = if key.anchored {
             #[derive(serde::Deserialize)]
@@ -162,6 +181,34 @@ fn holds(canon: &Canon, a: &Anchor) -> Option<bool> {
     canon.holds(a.number, &a.hash)
 }
 
+/// The block an answer says it is from: a block's `hash`, a transaction's `blockHash`, the first
+/// receipt's `blockHash`.
+fn from_block(text: &str) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Named {
+        hash: Option<String>,
+        block_hash: Option<String>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum One {
+        Object(Named),
+        List(Vec<Named>),
+    }
+    match serde_json::from_str::<One>(text).ok()? {
+        One::Object(n) => n.block_hash.or(n.hash),
+        One::List(l) => l.into_iter().next()?.block_hash,
+    }
+}
+
+/// Methods whose answer says which block it is from (so that one from another branch is not kept).
+const NAMES_BLOCK: &[&str] = &[
+    "eth_getBlockByNumber",
+    "eth_getTransactionByBlockNumberAndIndex",
+    "eth_getBlockReceipts",
+];
+
 /// How `call`, planned as `plan`, may be cached against the canonical chain now; `None`: not at all.
 pub fn key(call: &Call, plan: &Plan, canon: &Canon) -> Option<Key> {
     let m = call.method.as_str();
@@ -174,12 +221,18 @@ pub fn key(call: &Call, plan: &Plan, canon: &Canon) -> Option<Key> {
         Some(Key {
             text: format!("{m}{params}"),
             anchored,
+            block: None,
+            send: None,
+            names_block: false,
         })
     };
     match m {
         "eth_chainId" | "net_version" => Some(Key {
             text: m.to_owned(),
             anchored: false,
+            block: None,
+            send: None,
+            names_block: false,
         }),
         "eth_getBlockByHash"
         | "eth_getBlockTransactionCountByHash"
@@ -189,14 +242,31 @@ pub fn key(call: &Call, plan: &Plan, canon: &Canon) -> Option<Key> {
         "eth_getTransactionByHash" | "eth_getTransactionReceipt" => plain(true),
         _ => {
             let n = plan.at?;
-            let by = match canon.hash(n) {
-                Some(h) if canon.live => h,
-                _ if canon.finalized.is_some_and(|f| n <= f) && canon.hash(n).is_none() => "final",
-                _ => return None,
-            };
+            if canon.finalized.is_some_and(|f| n <= f) && canon.hash(n).is_none() {
+                // Final and older than the recent heads: no reorg reaches it.
+                return Some(Key {
+                    text: format!("{m}{params}@final"),
+                    anchored: false,
+                    block: None,
+                    send: None,
+                    names_block: false,
+                });
+            }
+            let hash = canon.hash(n).filter(|_| canon.live)?;
+            // By number above finality: only what can be pinned to that block's hash (a state read
+            // sent by hash) or checked against it (an answer that names its block). A range of logs, fee
+            // history and the like are kept once final only.
+            let send = crate::route::at_hash(call, plan, hash);
+            let names_block = NAMES_BLOCK.contains(&m);
+            if send.is_none() && !names_block {
+                return None;
+            }
             Some(Key {
-                text: format!("{m}{params}@{by}"),
+                text: format!("{m}{params}@{hash}"),
                 anchored: false,
+                block: Some((n, hash.to_owned())),
+                send,
+                names_block,
             })
         }
     }
@@ -239,8 +309,13 @@ mod tests {
         let k1 = key(&c, &p, &before).unwrap();
         let k2 = key(&c, &p, &after).unwrap();
         assert_ne!(k1, k2);
+        assert_eq!(
+            k1.send.as_deref(),
+            Some(r#"["0xab",{"blockHash":"0xb"}]"#),
+            "sent by hash: the answer is that block's"
+        );
         let cache = Cache::new(1 << 20);
-        cache.put(&k1, &raw(r#""0x1""#));
+        cache.put(&k1, &raw(r#""0x1""#), &before);
         assert!(matches!(cache.get(&k1, &before), Found::Hit(_)));
         assert!(matches!(cache.get(&k2, &after), Found::Miss));
         // Past what the feed has seen, or while it follows nobody: not cached at all.
@@ -259,6 +334,29 @@ mod tests {
         );
         let k = key(&c, &route::plan(&c, Some(11)).unwrap(), &before).unwrap();
         assert!(k.text.ends_with("@final"), "{k:?}");
+        // A block by number above finality: kept only when the answer is the canonical block.
+        let c = call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getBlockByNumber","params":["0xb",false]}"#,
+        );
+        let k = key(&c, &route::plan(&c, Some(11)).unwrap(), &before).unwrap();
+        let cache = Cache::new(1 << 20);
+        cache.put(&k, &raw(r#"{"hash":"0xother","number":"0xb"}"#), &before);
+        assert!(
+            matches!(cache.get(&k, &before), Found::Miss),
+            "another branch's block"
+        );
+        cache.put(&k, &raw(r#"{"hash":"0xb","number":"0xb"}"#), &after);
+        assert!(
+            matches!(cache.get(&k, &before), Found::Miss),
+            "no longer canonical"
+        );
+        cache.put(&k, &raw(r#"{"hash":"0xb","number":"0xb"}"#), &before);
+        assert!(matches!(cache.get(&k, &before), Found::Hit(_)));
+        // Logs above finality: not by number at all.
+        let c = call(
+            r#"{"jsonrpc":"2.0","id":1,"method":"eth_getLogs","params":[{"fromBlock":"0xa","toBlock":"0xb"}]}"#,
+        );
+        assert!(key(&c, &route::plan(&c, Some(11)).unwrap(), &before).is_none());
     }
 
     #[test]
@@ -271,14 +369,22 @@ mod tests {
         let k = key(&c, &p, &before).unwrap();
         assert!(k.anchored);
         let cache = Cache::new(1 << 20);
-        cache.put(&k, &raw("null"));
+        cache.put(&k, &raw("null"), &before);
         assert!(matches!(cache.get(&k, &before), Found::Miss));
-        cache.put(&k, &raw(r#"{"blockHash":null,"blockNumber":null}"#));
+        cache.put(
+            &k,
+            &raw(r#"{"blockHash":null,"blockNumber":null}"#),
+            &before,
+        );
         assert!(
             matches!(cache.get(&k, &before), Found::Miss),
             "pending: not kept"
         );
-        cache.put(&k, &raw(r#"{"blockHash":"0xb","blockNumber":"0xb"}"#));
+        cache.put(
+            &k,
+            &raw(r#"{"blockHash":"0xb","blockNumber":"0xb"}"#),
+            &before,
+        );
         assert!(matches!(cache.get(&k, &before), Found::Hit(_)));
         let after = canon(&["0xa", "0xc"], 10, 2);
         assert!(matches!(cache.get(&k, &after), Found::Stale));
@@ -293,8 +399,11 @@ mod tests {
             let k = Key {
                 text: format!("eth_getBlockByHash[\"0x{i:x}\"]"),
                 anchored: false,
+                block: None,
+                send: None,
+                names_block: false,
             };
-            cache.put(&k, &big);
+            cache.put(&k, &big, &Canon::default());
         }
         assert!(cache.weight() <= 64 * 1024, "{}", cache.weight());
         assert!(!Cache::new(0).on());

@@ -4,6 +4,11 @@
 //! upstream that has the block it reads — retried elsewhere when one fails or says "not found" — so that
 //! a node that restarts, falls behind or dies stops getting traffic within a head-poll interval.
 //!
+//! Subscriptions are served from one upstream feed for all clients, every head once and in order across
+//! failovers and reorgs (`feed`); answers that cannot change are cached under the hash their block has on
+//! that feed's canonical chain, so that a reorg never serves a stale one (`cache`); a transaction sent
+//! through the gateway is read back at once whichever node answers (`writes`).
+//!
 //! It serves thread-per-core: each worker thread runs its own single-threaded runtime with its own
 //! `SO_REUSEPORT` listener and its own upstream connections, so that a request never crosses threads.
 
@@ -101,6 +106,7 @@ pub fn start(o: &Options) -> Result<Arc<Shared>, Error> {
         writes: writes::Writes::default(),
     });
     tokio::spawn(feed::run(
+        server::Worker::new(shared.clone()).map_err(Error::Worker)?,
         server::Worker::new(shared.clone()).map_err(Error::Worker)?,
     ));
     Ok(shared)

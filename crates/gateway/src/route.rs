@@ -61,6 +61,38 @@ fn block_param(method: &str) -> Option<(usize, bool)> {
     })
 }
 
+/// Methods that read a block's state and take the block as an EIP-1898 object (`{"blockHash": …}`), as
+/// geth, reth, nethermind and anvil do.
+const STATE_READS: &[&str] = &[
+    "eth_call",
+    "eth_estimateGas",
+    "eth_createAccessList",
+    "eth_getBalance",
+    "eth_getCode",
+    "eth_getStorageAt",
+    "eth_getTransactionCount",
+    "eth_getProof",
+];
+
+/// `call`'s params with its block named by `hash` (EIP-1898), for a state read planned at one block: the
+/// answer is then that block's whichever node gives it (a node on another branch at that number says it
+/// does not have the block, and is not asked again). `None` for any other method.
+pub fn at_hash(call: &Call, plan: &Plan, hash: &str) -> Option<String> {
+    let m = call.method.as_str();
+    if !STATE_READS.contains(&m) {
+        return None;
+    }
+    let (at, _) = block_param(m)?;
+    let text = plan
+        .params
+        .as_deref()
+        .or(call.params.as_deref().map(RawValue::get))?;
+    let mut params: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+    let named = RawValue::from_string(format!(r#"{{"blockHash":"{hash}"}}"#)).ok()?;
+    *params.get_mut(at)? = &named;
+    serde_json::to_string(&params).ok()
+}
+
 fn hex(n: u64) -> String {
     format!("\"0x{n:x}\"")
 }

@@ -260,6 +260,9 @@ fn ws(
     };
     upgrade
         .max_message_size(s.policy.max_body_bytes)
+        // tungstenite reads into 128 KiB per connection by default: most of a subscriber's memory. A
+        // small buffer grows for the rare large request.
+        .read_buffer_size(4096)
         .on_upgrade(move |socket| crate::ws::session(w, caller, socket, counted))
 }
 
@@ -490,7 +493,11 @@ async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -
             .and_then(|h| s.writes.holder(h)),
         _ => None,
     };
-    let body = match (&plan.params, body) {
+    let send = key
+        .as_ref()
+        .and_then(|k| k.send.as_deref())
+        .or(plan.params.as_deref());
+    let body = match (send, body) {
         (Some(p), _) => Bytes::from(call.to_json(Some(p))),
         (None, Some(b)) => b,
         (None, None) => Bytes::from(call.to_json(None)),
@@ -526,7 +533,7 @@ async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -
         && let Ok(a) = serde_json::from_slice::<Reply>(&bytes)
         && let Some(r) = a.result
     {
-        s.cache.put(k, r);
+        s.feeds.with_canon(|c| s.cache.put(k, r, c));
     }
     Answered {
         text: Some(bytes),
@@ -585,6 +592,10 @@ fn not_here(message: &str) -> bool {
         "could not be found",
         "blockoutofrange",
         "block out of range",
+        // A block named by hash (EIP-1898) that the node does not have: geth "header for hash not found",
+        // anvil "BlockNotFound".
+        "for hash not found",
+        "blocknotfound",
     ]
     .iter()
     .any(|p| m.contains(p))
@@ -979,7 +990,11 @@ async fn batch(
         }
         let index = i.to_string();
         let id = (!c.is_notification()).then_some(index.as_str());
-        body.extend_from_slice(c.to_json_as(id, p.params.as_deref()).as_bytes());
+        let params = keys[i]
+            .as_ref()
+            .and_then(|k| k.send.as_deref())
+            .or(p.params.as_deref());
+        body.extend_from_slice(c.to_json_as(id, params).as_bytes());
     }
     body.push(b']');
     let got = if together.is_empty() {
@@ -1013,7 +1028,7 @@ async fn batch(
         .map(|(((call, plan), r), key)| {
             let r = r.filter(|r| verdict_of(plan, r) == Verdict::Keep)?;
             if let (Some(k), None, Some(result)) = (key, r.error, r.result) {
-                s.cache.put(k, result);
+                s.feeds.with_canon(|c| s.cache.put(k, result, c));
             }
             Some((r.with_id(call.id.as_deref()), r.error.is_some()))
         })

@@ -3,8 +3,8 @@
 //! a client's `eth_subscribe` costs no upstream subscription, its ids are the gateway's, and a failover
 //! upstream changes nothing for it.
 //!
-//! Nothing a client does can hold the session: answers and notifications go through a bounded buffer
-//! that is never waited on (full: the client is too slow and is closed with a reason), each connection
+//! Nothing a client does can hold the session: answers and notifications go through a buffer bounded in
+//! bytes that is never waited on (full: the client is too slow and is closed with a reason), each connection
 //! runs at most [`IN_FLIGHT`] calls at once, and every upstream step has the request timeout.
 
 use crate::access::Caller;
@@ -15,12 +15,13 @@ use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-/// Messages buffered for a client before it is closed as too slow.
-const BUFFER: usize = 4096;
+/// Bytes buffered for a client before it is closed as too slow: by bytes, not messages, so that a block
+/// with thousands of small logs does not close a client that reads, and a client's memory is bounded.
+const BUFFER_BYTES: usize = 16 << 20;
 
 /// Calls one connection may have in flight; the next frame is read when one finishes.
 const IN_FLIGHT: usize = 64;
@@ -51,7 +52,9 @@ pub(crate) fn admit(caller: &Arc<Caller>, max: usize) -> Result<Counted, String>
 /// Where messages to the client go: a bounded buffer never waited on, and a way to close at once.
 #[derive(Clone)]
 pub(crate) struct Out {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::UnboundedSender<Message>,
+    /// Bytes queued and not yet written.
+    queued: Arc<AtomicUsize>,
     close: Arc<std::sync::Mutex<Option<oneshot::Sender<Message>>>>,
     /// For counting clients closed as too slow.
     shared: Arc<crate::Shared>,
@@ -60,9 +63,13 @@ pub(crate) struct Out {
 impl Out {
     /// Queues `text`; false (and the client is closed as too slow) when the buffer is full.
     pub(crate) fn send(&self, text: String) -> bool {
-        if self.tx.try_send(Message::Text(text.into())).is_ok() {
+        let len = text.len();
+        if self.queued.fetch_add(len, Ordering::Relaxed) + len <= BUFFER_BYTES
+            && self.tx.send(Message::Text(text.into())).is_ok()
+        {
             return true;
         }
+        self.queued.fetch_sub(len, Ordering::Relaxed);
         if self.close(
             TOO_SLOW,
             "too slow: answers and notifications were not read; reconnect and read faster",
@@ -106,10 +113,13 @@ pub(crate) async fn session(
     _counted: Counted,
 ) {
     let (mut to_client, mut from_client) = socket.split();
-    let (tx, mut rx) = mpsc::channel::<Message>(BUFFER);
+    let (tx, mut rx) = mpsc::unbounded_channel::<Message>();
     let (close_tx, mut close_rx) = oneshot::channel::<Message>();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let written = queued.clone();
     let out = Out {
         tx,
+        queued,
         close: Arc::new(std::sync::Mutex::new(Some(close_tx))),
         shared: w.shared.clone(),
     };
@@ -126,10 +136,15 @@ pub(crate) async fn session(
                 }
                 m = rx.recv() => {
                     let Some(m) = m else { return };
+                    let len = match &m {
+                        Message::Text(t) => t.len(),
+                        _ => 0,
+                    };
                     match tokio::time::timeout(timeout, to_client.send(m)).await {
                         Ok(Ok(())) => {}
                         _ => return,
                     }
+                    written.fetch_sub(len, Ordering::Relaxed);
                 }
             }
         }
@@ -193,7 +208,8 @@ pub(crate) async fn session(
                 };
                 match call.method.as_str() {
                     "eth_subscribe" if caller.may_call("eth_subscribe") => {
-                        let (answer, ok) = subscribe(&w, &call, &mut subs, &out, &mut next_id, salt);
+                        let (answer, added) = subscribe(&w, &call, &mut subs, &mut next_id, salt);
+                        let ok = added.is_some();
                         w.shared.metrics.request(
                             crate::metrics::RequestLabels {
                                 method: "eth_subscribe",
@@ -204,6 +220,10 @@ pub(crate) async fn session(
                             started.elapsed().as_secs_f64(),
                         );
                         out.send(answer);
+                        // Only now: a notification must not reach the client before the id it is under.
+                        if let Some((id, kind)) = added {
+                            w.shared.feeds.add(id, kind, out.clone());
+                        }
                     }
                     "eth_unsubscribe" if caller.may_call("eth_unsubscribe") => {
                         out.send(unsubscribe(&w, &call, &mut subs));
@@ -232,21 +252,21 @@ pub(crate) async fn session(
     }
 }
 
+/// The answer to `eth_subscribe`, and the subscription to add once the client has it.
 fn subscribe(
     w: &Worker,
     call: &Call,
     subs: &mut HashSet<SubId>,
-    out: &Out,
     next_id: &mut u64,
     salt: u64,
-) -> (String, bool) {
+) -> (String, Option<(SubId, Kind)>) {
     let id = call.id.as_deref();
     if subs.len() >= w.shared.policy.max_subscriptions {
         let why = format!(
             "this connection has {} subscriptions, the limit: unsubscribe from one first",
             subs.len()
         );
-        return (rpc::error(id, rpc::LIMIT_EXCEEDED, &why), false);
+        return (rpc::error(id, rpc::LIMIT_EXCEEDED, &why), None);
     }
     let Some(params) = call.params.as_deref() else {
         return (
@@ -255,18 +275,20 @@ fn subscribe(
                 rpc::INVALID_PARAMS,
                 "eth_subscribe needs params, e.g. [\"newHeads\"]",
             ),
-            false,
+            None,
         );
     };
     let kind = match Kind::parse(params) {
         Ok(k) => k,
-        Err(why) => return (rpc::error(id, rpc::INVALID_PARAMS, &why), false),
+        Err(why) => return (rpc::error(id, rpc::INVALID_PARAMS, &why), None),
     };
     let ours: SubId = (u128::from(salt) << 64) | u128::from(*next_id);
     *next_id += 1;
     subs.insert(ours);
-    w.shared.feeds.add(ours, kind, out.clone());
-    (rpc::result(id, &format!("\"0x{ours:032x}\"")), true)
+    (
+        rpc::result(id, &format!("\"0x{ours:032x}\"")),
+        Some((ours, kind)),
+    )
 }
 
 fn unsubscribe(w: &Worker, call: &Call, subs: &mut HashSet<SubId>) -> String {
