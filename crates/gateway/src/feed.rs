@@ -11,10 +11,12 @@
 //!   while the others move on, the feed subscribes on another upstream and fetches that upstream's latest
 //!   head at once, so that the gap is filled without waiting for the next block.
 //! - **Logs** are not an upstream subscription: for each canonical head, the block's logs are fetched once
-//!   (`eth_getLogs` by block hash, from any upstream that has it) and each client's filter is applied here.
-//!   So every log of every block is delivered once, whichever upstream serves; the feed never moves past a
-//!   block whose logs no upstream gave (it retries, and later blocks wait behind it); the logs of blocks a
-//!   reorg removed are delivered again with `removed: true`, oldest block first (as geth does).
+//!   (`eth_getLogs` by block hash with the block itself, from any upstream that has it) by a task of their
+//!   own, and each client's filter is applied here. So every log of every block is delivered once,
+//!   whichever upstream serves; logs never move past a block whose logs no upstream gave (it is asked
+//!   again, and later blocks wait behind it), while heads go on; the logs of blocks a reorg removed are
+//!   delivered again with `removed: true`, oldest block first (as geth does), to the subscriptions that
+//!   got them.
 //! - **Slow clients** get the connection's bounded buffer and then a close with a reason (see `ws.rs`);
 //!   nothing is skipped silently.
 //! - **Pending transactions** (hashes only) are passed on as the serving upstream sends them: a mempool

@@ -159,6 +159,24 @@ async fn feed_upstream(url: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// A gateway over `upstreams` (see `gateway`) that serves and whose subscription feed follows a node.
+async fn followed(
+    dir: &std::path::Path,
+    upstreams: &[String],
+    extra: &[&str],
+) -> (Ethnode, String) {
+    let (g, url) = gateway(dir, upstreams, extra).await;
+    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#;
+    serving(&url, None, call).await;
+    wait_for(
+        "the feed follows a node",
+        Duration::from_secs(20),
+        || async { feed_upstream(&url).await },
+    )
+    .await;
+    (g, url)
+}
+
 /// Waits until every subscriber in `subs` has heard `n` more heads than it had.
 async fn more_heads(subs: &[Listener], n: usize) {
     let base: Vec<usize> = subs.iter().map(|s| s.lock().unwrap().notes.len()).collect();
@@ -405,15 +423,7 @@ async fn a_thousand_clients_leave_no_upstream_subscription_behind() {
     let (_anvil, a, direct) = node(&["--block-time", "1"]).await;
     let (proxy, live) = counting_proxy(a).await;
     let up = format!("{direct},ws://127.0.0.1:{proxy}/");
-    let (_g, url) = gateway(d, &[up], &["--max-sockets-per-key", "2000"]).await;
-    let call = r#"{"jsonrpc":"2.0","id":1,"method":"eth_blockNumber","params":[]}"#;
-    serving(&url, None, call).await;
-    wait_for(
-        "the feed follows the node",
-        Duration::from_secs(20),
-        || async { feed_upstream(&url).await },
-    )
-    .await;
+    let (_g, url) = followed(d, &[up], &["--max-sockets-per-key", "2000"]).await;
     // The head tracker's subscription and the feed's.
     wait_for(
         "two subscriptions at the node",
@@ -511,19 +521,7 @@ async fn a_reorg_reaches_subscribers_and_no_cached_answer_outlives_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_anvil, _, direct) = node(&[]).await;
     let emitter = deploy_emitter(&direct).await;
-    let (_g, url) = gateway(dir.path(), std::slice::from_ref(&direct), &[]).await;
-    serving(
-        &url,
-        None,
-        r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#,
-    )
-    .await;
-    wait_for(
-        "the feed follows the node",
-        Duration::from_secs(20),
-        || async { feed_upstream(&url).await },
-    )
-    .await;
+    let (_g, url) = followed(dir.path(), std::slice::from_ref(&direct), &[]).await;
     let mut h = ws(&url).await;
     subscribe(&mut h, json!(["newHeads"])).await;
     let heads = listen(h);
@@ -815,19 +813,7 @@ async fn a_subscriber_that_does_not_read_is_closed_with_a_reason_not_skipped() {
         .as_str()
         .unwrap()
         .to_owned();
-    let (_g, url) = gateway(dir.path(), std::slice::from_ref(&direct), &[]).await;
-    serving(
-        &url,
-        None,
-        r#"{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]}"#,
-    )
-    .await;
-    wait_for(
-        "the feed follows the node",
-        Duration::from_secs(20),
-        || async { feed_upstream(&url).await },
-    )
-    .await;
+    let (_g, url) = followed(dir.path(), std::slice::from_ref(&direct), &[]).await;
     // A small receive buffer: the kernel holds little of what the client does not read.
     let addr: std::net::SocketAddr = url
         .trim_start_matches("http://")
