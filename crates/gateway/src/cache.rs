@@ -117,20 +117,21 @@ impl Cache {
     }
 
     /// Keeps `result` (JSON text) under `key` when it is one to keep: not `null`; for an anchored key one
-    /// that names its block; for a key by block hash, that block still canonical and, where the answer
-    /// names its block, that one.
-    pub fn put(&self, key: &Key, result: &RawValue, canon: &Canon) {
+    /// that names its block; for a key by block hash, one that names that block where the answer names
+    /// one, and that block still canonical (`canonical(number, hash)`, asked last: it takes the chain's
+    /// lock, and the answer is read before).
+    pub fn put(&self, key: &Key, result: &RawValue, canonical: impl FnOnce(u64, &str) -> bool) {
         let Some(c) = &self.inner else { return };
         let text = result.get();
         if text == "null" {
             return;
         }
         if let Some((n, hash)) = &key.block {
-            // The chain may have moved while the request was out.
-            if !(canon.live && canon.hash(*n) == Some(hash.as_str())) {
+            if key.names_block && !from_block(text).is_some_and(|h| h.eq_ignore_ascii_case(hash)) {
                 return;
             }
-            if key.names_block && !from_block(text).is_some_and(|h| h.eq_ignore_ascii_case(hash)) {
+            // The chain may have moved while the request was out.
+            if !canonical(*n, hash) {
                 return;
             }
         }
@@ -298,6 +299,11 @@ mod tests {
         RawValue::from_string(s.to_owned()).unwrap()
     }
 
+    /// `put`'s check against `c`, as the server makes it against the feed's chain.
+    fn on(c: &Canon) -> impl FnOnce(u64, &str) -> bool + '_ {
+        move |n, h| c.live && c.hash(n) == Some(h)
+    }
+
     #[test]
     fn a_number_is_keyed_by_its_hash_so_a_reorg_never_finds_the_old_answer() {
         let c = call(
@@ -315,7 +321,7 @@ mod tests {
             "sent by hash: the answer is that block's"
         );
         let cache = Cache::new(1 << 20);
-        cache.put(&k1, &raw(r#""0x1""#), &before);
+        cache.put(&k1, &raw(r#""0x1""#), on(&before));
         assert!(matches!(cache.get(&k1, &before), Found::Hit(_)));
         assert!(matches!(cache.get(&k2, &after), Found::Miss));
         // Past what the feed has seen, or while it follows nobody: not cached at all.
@@ -340,17 +346,21 @@ mod tests {
         );
         let k = key(&c, &route::plan(&c, Some(11)).unwrap(), &before).unwrap();
         let cache = Cache::new(1 << 20);
-        cache.put(&k, &raw(r#"{"hash":"0xother","number":"0xb"}"#), &before);
+        cache.put(
+            &k,
+            &raw(r#"{"hash":"0xother","number":"0xb"}"#),
+            on(&before),
+        );
         assert!(
             matches!(cache.get(&k, &before), Found::Miss),
             "another branch's block"
         );
-        cache.put(&k, &raw(r#"{"hash":"0xb","number":"0xb"}"#), &after);
+        cache.put(&k, &raw(r#"{"hash":"0xb","number":"0xb"}"#), on(&after));
         assert!(
             matches!(cache.get(&k, &before), Found::Miss),
             "no longer canonical"
         );
-        cache.put(&k, &raw(r#"{"hash":"0xb","number":"0xb"}"#), &before);
+        cache.put(&k, &raw(r#"{"hash":"0xb","number":"0xb"}"#), on(&before));
         assert!(matches!(cache.get(&k, &before), Found::Hit(_)));
         // Logs above finality: not by number at all.
         let c = call(
@@ -369,12 +379,12 @@ mod tests {
         let k = key(&c, &p, &before).unwrap();
         assert!(k.anchored);
         let cache = Cache::new(1 << 20);
-        cache.put(&k, &raw("null"), &before);
+        cache.put(&k, &raw("null"), on(&before));
         assert!(matches!(cache.get(&k, &before), Found::Miss));
         cache.put(
             &k,
             &raw(r#"{"blockHash":null,"blockNumber":null}"#),
-            &before,
+            on(&before),
         );
         assert!(
             matches!(cache.get(&k, &before), Found::Miss),
@@ -383,7 +393,7 @@ mod tests {
         cache.put(
             &k,
             &raw(r#"{"blockHash":"0xb","blockNumber":"0xb"}"#),
-            &before,
+            on(&before),
         );
         assert!(matches!(cache.get(&k, &before), Found::Hit(_)));
         let after = canon(&["0xa", "0xc"], 10, 2);
@@ -403,7 +413,7 @@ mod tests {
                 send: None,
                 names_block: false,
             };
-            cache.put(&k, &big, &Canon::default());
+            cache.put(&k, &big, on(&Canon::default()));
         }
         assert!(cache.weight() <= 64 * 1024, "{}", cache.weight());
         assert!(!Cache::new(0).on());

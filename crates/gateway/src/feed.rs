@@ -420,6 +420,7 @@ pub(crate) async fn run(w: Worker, logs: Worker) {
         chain: VecDeque::new(),
         logs: tx,
         bodies: true,
+        live: false,
         finalized_at: None,
         behind_since: None,
     };
@@ -443,12 +444,13 @@ pub(crate) async fn run(w: Worker, logs: Worker) {
             .shared
             .metrics
             .feed_upstream(Some(link.upstream.label));
-        // The gap since the last head: filled now, not at the next block; the cache trusts the chain
-        // again only once it is (a reorg during the outage is then known).
+        // The gap since the last head: filled now, not at the next block. The cache trusts the chain
+        // again only once a head from this upstream is applied (a reorg during the outage is then
+        // known): here, or at the first head that follows.
         hub.catch_up(&link.upstream).await;
-        hub.feeds().set_live(true);
         let leave = hub.follow(&mut link).await;
         hub.feeds().set_live(false);
+        hub.live = false;
         hub.w.shared.metrics.feed_upstream(None);
         let why = match leave {
             Leave::Closed => "its socket closed",
@@ -474,6 +476,8 @@ struct Hub {
     /// The serving upstream's heads carry block bodies' fields (anvil's do; reth's and geth's do not):
     /// heads fetched to fill a gap are written the same way.
     bodies: bool,
+    /// A head from the serving upstream was applied since it was chosen.
+    live: bool,
     finalized_at: Option<Instant>,
     behind_since: Option<Instant>,
 }
@@ -681,7 +685,7 @@ impl Hub {
         };
         if let Some(r) = a.result {
             let head = self.as_head(r.get());
-            self.on_head(&head, upstream).await;
+            let _ = self.on_head(&head, upstream).await;
         }
     }
 
@@ -732,7 +736,17 @@ impl Hub {
     }
 
     /// Takes in a head from the serving upstream: emits it, or the heads that connect it first.
-    async fn on_head(&mut self, raw: &RawValue, from: &Arc<Upstream>) {
+    async fn on_head(&mut self, raw: &RawValue, from: &Arc<Upstream>) -> bool {
+        let applied = self.apply(raw, from).await;
+        if applied && !self.live {
+            self.live = true;
+            self.feeds().set_live(true);
+        }
+        applied
+    }
+
+    /// [`Self::on_head`]'s work; false when the head could not be connected (not applied).
+    async fn apply(&mut self, raw: &RawValue, from: &Arc<Upstream>) -> bool {
         #[derive(serde::Deserialize)]
         #[serde(rename_all = "camelCase")]
         struct H {
@@ -741,7 +755,7 @@ impl Hub {
             parent_hash: String,
         }
         let Ok(h) = serde_json::from_str::<H>(raw.get()) else {
-            return;
+            return false;
         };
         if raw.get().contains(r#""transactions":"#) != self.bodies {
             self.bodies = !self.bodies;
@@ -756,7 +770,7 @@ impl Hub {
             || self.chain.front().is_some_and(|f| first.number < f.number)
         {
             // Sent already, or older than everything kept (a lagging upstream): nothing new.
-            return;
+            return true;
         }
         let mut branch = vec![first];
         // Walk back until the branch meets the chain (or the chain is empty, or too far).
@@ -777,11 +791,11 @@ impl Hub {
                 tracing::warn!(
                     "feed: no upstream gave block {parent}; this head waits for the next one"
                 );
-                return;
+                return false;
             };
             let head = self.as_head(&block);
             let Ok(p) = serde_json::from_str::<H>(head.get()) else {
-                return;
+                return false;
             };
             branch.push(Head {
                 number: p.number.to(),
@@ -848,6 +862,7 @@ impl Hub {
         }
         m.feed_heads(notes.len() as u64);
         let _ = self.logs.send(LogsMsg::Add(added));
+        true
     }
 
     fn position(&self, hash: &str) -> Option<usize> {
@@ -955,6 +970,7 @@ async fn run_logs(mut l: Logs) {
             },
             None => Some(l.rx.recv().await),
         };
+        let front = l.due.front().map(|(_, h)| h.clone());
         match woke {
             // The feed is gone.
             Some(None) => return,
@@ -963,6 +979,11 @@ async fn run_logs(mut l: Logs) {
         }
         while let Ok(m) = l.rx.try_recv() {
             l.take(m);
+        }
+        // The block that failed was taken off by a reorg (or nothing is due): no reason to wait.
+        if l.due.front().map(|(_, h)| h) != front.as_ref() {
+            retry_at = None;
+            wait = Duration::from_millis(250);
         }
         if l.w.shared.feeds.counts().1 == 0 {
             l.due.clear();
@@ -993,6 +1014,8 @@ impl Logs {
             }
             LogsMsg::Removed(hashes) => {
                 let subs = self.w.shared.feeds.log_subscribers();
+                let by_id: HashMap<SubId, &Out> =
+                    subs.iter().map(|(id, out, _)| (*id, out)).collect();
                 for hash in hashes {
                     // Not delivered yet: never will be.
                     self.due.retain(|(_, h)| *h != hash);
@@ -1004,8 +1027,10 @@ impl Logs {
                     };
                     for (log, to) in logs {
                         let again = log.removed();
-                        for (id, out, _) in subs.iter().filter(|(id, _, _)| to.contains(id)) {
-                            out.send(note(*id, &again));
+                        for id in to {
+                            if let Some(out) = by_id.get(&id) {
+                                out.send(note(id, &again));
+                            }
                         }
                     }
                 }

@@ -527,19 +527,35 @@ async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -
             );
         }
     };
+    // Sent by hash for the cache, and every node asked says it lacks that block (the feed's node followed
+    // one the others never got): asked again as the caller asked, and not kept.
+    let (bytes, u, key) = if key.as_ref().is_some_and(|k| k.send.is_some()) && lacks_block(&bytes) {
+        let body = Bytes::from(call.to_json(plan.params.as_deref()));
+        match exchange(w, &snapshot, &plan, body, None).await {
+            Ok((b, again)) => (b, again, None),
+            Err(_) => (bytes, u, None),
+        }
+    } else {
+        (bytes, u, key)
+    };
     let (bytes, outcome) = finish(w, caller, call, &plan, bytes, &u, &snapshot).await;
     if let Some(k) = &key
         && outcome == "ok"
         && let Ok(a) = serde_json::from_slice::<Reply>(&bytes)
         && let Some(r) = a.result
     {
-        s.feeds.with_canon(|c| s.cache.put(k, r, c));
+        s.cache.put(k, r, |n, h| canonical(s, n, h));
     }
     Answered {
         text: Some(bytes),
         upstream: Some(u.label),
         outcome,
     }
+}
+
+/// Block `n` has hash `h` on the feed's chain now, which it follows.
+fn canonical(s: &Shared, n: u64, h: &str) -> bool {
+    s.feeds.with_canon(|c| c.live && c.hash(n) == Some(h))
 }
 
 /// The first param when it is a string (a hash, an address).
@@ -579,6 +595,14 @@ fn cached(s: &Shared, call: &Call, plan: &Plan) -> Result<Answered, Option<Key>>
             Err(Some(key))
         }
     }
+}
+
+/// An answer that is a "not here" error.
+fn lacks_block(bytes: &[u8]) -> bool {
+    serde_json::from_slice::<Reply>(bytes)
+        .ok()
+        .and_then(|r| r.error_message())
+        .is_some_and(|m| not_here(&m))
 }
 
 /// Answers that say "this upstream does not have that block (yet)": another one may.
@@ -1028,7 +1052,7 @@ async fn batch(
         .map(|(((call, plan), r), key)| {
             let r = r.filter(|r| verdict_of(plan, r) == Verdict::Keep)?;
             if let (Some(k), None, Some(result)) = (key, r.error, r.result) {
-                s.feeds.with_canon(|c| s.cache.put(k, result, c));
+                s.cache.put(k, result, |n, h| canonical(s, n, h));
             }
             Some((r.with_id(call.id.as_deref()), r.error.is_some()))
         })
