@@ -1,5 +1,6 @@
 //! Any body: parsing never panics, every error answer is JSON-RPC, and every request it accepts rebuilds
-//! (as it goes upstream, with `latest` pinned) into a request that parses back to the same method and id.
+//! (as it goes upstream, with `latest` pinned, and as the cache sends it, its block named by hash) into a
+//! request that parses back to the same method (and id).
 //! The parser and planner are compiled in from the gateway's own sources: the gateway crate's network
 //! stack is not needed to fuzz them, and would make the instrumented build ten times longer.
 #![no_main]
@@ -41,7 +42,20 @@ fuzz_target!(|data: &[u8]| {
                     assert!(is_error_answer(&e), "not an error answer: {e}");
                     continue;
                 }
-                Ok(p) => p.params,
+                Ok(p) => {
+                    // What the cache sends instead: the same request, its block named by hash.
+                    let hash = format!("0x{}", "ab".repeat(32));
+                    if let Some(by_hash) = route::at_hash(&c, &p, &hash) {
+                        let text = c.to_json(Some(&by_hash));
+                        let Ok(rpc::Incoming::Single(again)) = rpc::parse(text.as_bytes(), 100)
+                        else {
+                            panic!("a request sent by hash does not parse: {text}");
+                        };
+                        assert_eq!(again.method, c.method);
+                        assert!(text.contains(&hash), "{text}");
+                    }
+                    p.params
+                }
             };
             let text = c.to_json(params.as_deref());
             let Ok(rpc::Incoming::Single(again)) = rpc::parse(text.as_bytes(), 100) else {

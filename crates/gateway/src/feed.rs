@@ -232,6 +232,11 @@ impl Canon {
         self.hashes.get(i).map(String::as_str)
     }
 
+    /// Block `n` has hash `hash` on the chain, and the feed follows an upstream now.
+    pub fn follows(&self, n: u64, hash: &str) -> bool {
+        self.live && self.hash(n) == Some(hash)
+    }
+
     /// The last canonical head.
     pub fn head(&self) -> Option<u64> {
         (!self.hashes.is_empty()).then(|| self.first + self.hashes.len() as u64 - 1)
@@ -332,14 +337,6 @@ impl Feeds {
     pub fn counts(&self) -> (usize, usize, usize) {
         let r = lock(&self.reg);
         (r.heads.len(), r.logs.len(), r.pending.len())
-    }
-
-    /// The canonical chain as the feed knows it now.
-    pub fn canon(&self) -> Canon {
-        self.canon
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
     }
 
     /// Reads the canonical chain without copying it.

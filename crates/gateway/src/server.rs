@@ -555,7 +555,7 @@ async fn answer(w: &Worker, caller: &Caller, call: &Call, body: Option<Bytes>) -
 
 /// Block `n` has hash `h` on the feed's chain now, which it follows.
 fn canonical(s: &Shared, n: u64, h: &str) -> bool {
-    s.feeds.with_canon(|c| c.live && c.hash(n) == Some(h))
+    s.feeds.with_canon(|c| c.follows(n, h))
 }
 
 /// The first param when it is a string (a hash, an address).
@@ -569,11 +569,16 @@ fn cached(s: &Shared, call: &Call, plan: &Plan) -> Result<Answered, Option<Key>>
     if !s.cache.on() {
         return Err(None);
     }
-    let Some(key) = s.feeds.with_canon(|c| cache::key(call, plan, c)) else {
+    // One look at the chain for both: the key and the hit are judged against the same heads.
+    let Some((key, found)) = s.feeds.with_canon(|c| {
+        let key = cache::key(call, plan, c)?;
+        let found = s.cache.get(&key, c);
+        Some((key, found))
+    }) else {
         return Err(None);
     };
     let m = call.method.as_str();
-    match s.feeds.with_canon(|c| s.cache.get(&key, c)) {
+    match found {
         Found::Hit(result) => {
             s.metrics.cache(m, "hit");
             let text = rpc::result(
