@@ -867,12 +867,7 @@ async fn the_stacks_gateway_finds_its_nodes_by_name_and_takes_hashed_keys() {
     )
     .await;
     assert_eq!(post(&url, Some("other"), call).await.0, 401);
-    let h: Value = reqwest::get(format!("{url}health"))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, h) = get_json(&format!("{url}health")).await.unwrap();
     assert!(h["eligible"].as_u64().unwrap() >= 1, "{h}");
     // A subscription through the derived WebSocket URL.
     std::fs::write(dir.path().join("watch.py"), WS_WATCH).unwrap();

@@ -208,12 +208,7 @@ async fn subscriptions_lose_nothing_when_each_upstream_dies_in_turn() {
     ];
     let (_g, url) = gateway(d, &ups, &[]).await;
     let both = || async {
-        let h: Value = reqwest::get(format!("{url}health"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let (_, h) = get_json(&format!("{url}health")).await?;
         (h["eligible"] == json!(2)).then_some(())
     };
     wait_for("both upstreams eligible", Duration::from_secs(20), both).await;
@@ -685,12 +680,7 @@ async fn a_send_is_read_back_at_once_from_nodes_at_different_heights() {
     let fork = format!("http://127.0.0.1:{f}/");
     rpc(&parent, "anvil_mine", json!(["0x1"])).await.unwrap();
     let both = || async {
-        let h: Value = reqwest::get(format!("{url}health"))
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let (_, h) = get_json(&format!("{url}health")).await?;
         (h["eligible"] == json!(2) && h["tip"] == json!(4)).then_some(())
     };
     wait_for(
