@@ -30,16 +30,17 @@ fn topic(address: &str) -> String {
     format!("0x{:0>64}", address.trim_start_matches("0x"))
 }
 
-/// Deploys the log emitter on `node` (mining a block if the node does not mine on its own); its address.
-async fn deploy_emitter(node: &str) -> String {
+/// Deploys the contract with init code `code` on `node` (mining a block if the node does not mine on its
+/// own); its address.
+async fn deploy(node: &str, code: &str) -> String {
     let tx = rpc(
         node,
         "eth_sendTransaction",
-        json!([{"from": ALICE, "data": EMITTER}]),
+        json!([{"from": ALICE, "data": code}]),
     )
     .await
     .expect("deploy the emitter");
-    let receipt = wait_for("the emitter is mined", Duration::from_secs(20), || async {
+    let receipt = wait_for("the contract is mined", Duration::from_secs(20), || async {
         rpc(node, "eth_getTransactionReceipt", json!([tx.clone()]))
             .await
             .filter(|r| !r.is_null())
@@ -199,7 +200,7 @@ async fn subscriptions_lose_nothing_when_each_upstream_dies_in_turn() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let (_anvil, a, direct) = node(&["--block-time", "1"]).await;
-    let emitter = deploy_emitter(&direct).await;
+    let emitter = deploy(&direct, EMITTER).await;
     let (p1, p2) = (free_port(), free_port());
     let mut fwd: HashMap<u16, Proc> = [(p1, forwarder(d, p1, a)), (p2, forwarder(d, p2, a))].into();
     let ups = [
@@ -515,7 +516,7 @@ async fn ask(url: &str, method: &str, params: Value) -> (Value, String) {
 async fn a_reorg_reaches_subscribers_and_no_cached_answer_outlives_it() {
     let dir = tempfile::tempdir().unwrap();
     let (_anvil, _, direct) = node(&[]).await;
-    let emitter = deploy_emitter(&direct).await;
+    let emitter = deploy(&direct, EMITTER).await;
     let (_g, url) = followed(dir.path(), std::slice::from_ref(&direct), &[]).await;
     let mut h = ws(&url).await;
     subscribe(&mut h, json!(["newHeads"])).await;
@@ -790,19 +791,7 @@ const FLOOD: &str = "0x72614e205b3360006000a16001900380600357006000526013600df3"
 async fn a_subscriber_that_does_not_read_is_closed_with_a_reason_not_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let (_anvil, _, direct) = node(&[]).await;
-    let tx = rpc(
-        &direct,
-        "eth_sendTransaction",
-        json!([{"from": ALICE, "data": FLOOD}]),
-    )
-    .await
-    .unwrap();
-    let flood = rpc(&direct, "eth_getTransactionReceipt", json!([tx]))
-        .await
-        .unwrap()["contractAddress"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let flood = deploy(&direct, FLOOD).await;
     let (_g, url) = followed(dir.path(), std::slice::from_ref(&direct), &[]).await;
     // A small receive buffer: the kernel holds little of what the client does not read.
     let addr: std::net::SocketAddr = url
